@@ -1,0 +1,596 @@
+"""Losses for learning with positive and unlabeled (PU) and noisy labels.
+
+The class-dependent losses of the thesis (§4, eqs. 6-11), their usual
+baselines, and the uPU / nnPU risk estimators the thesis cites.
+
+Conventions (those of ``optax.losses``):
+
+* Elementwise losses return one value per label, with the broadcast shape of
+  ``labels``, ``logits`` (without its class axis for multiclass losses) and
+  ``where``; nothing is reduced. Reduce them with :func:`masked_mean`.
+* Binary losses take one logit ``f`` per element and labels in {0, 1}:
+  1 is a labeled positive (foreground), 0 is a negative or unlabeled example
+  (the thesis writes -1 for our 0). ``σ`` is the logistic sigmoid.
+* Multiclass losses take logits ``[..., C]`` and integer labels ``[...]`` in
+  ``[0, C)``; ``negative_class`` (default 0) is the non-relevant/background
+  class and ``σ_k`` is the k-th softmax output.
+* ``where`` (boolean, broadcastable to the labels): where it is False the loss
+  and its gradient are exactly 0, whatever the label there (VOC's void label
+  255 included) and whatever the logits (even NaN). Labels and logits are
+  replaced by safe values before any arithmetic, so nothing leaks through the
+  backward pass.
+* Precision: everything is computed in log space (``jax.nn.log_sigmoid``,
+  ``jax.nn.log_softmax``) in at least float32. Low-precision logits
+  (bfloat16, float16) are upcast to float32 and the loss is returned in
+  float32, so that reductions over many pixels do not happen in bfloat16; the
+  gradient with respect to bfloat16 logits is bfloat16 again. Values and
+  gradients are finite for |logit| up to 1e4 (tested) and beyond.
+* Label checks: when the labels (and ``where``, if given) are concrete arrays,
+  a label outside {0, 1} (binary) or ``[0, C)`` (multiclass) at a position
+  where ``where`` is True raises a ``ValueError`` naming the bad values. Under
+  ``jax.jit``/``vmap`` the labels are traced and cannot be checked: an
+  out-of-range label that is not masked then yields a NaN loss value (so the
+  missing mask shows up in the logged loss) and contributes a zero gradient.
+  Risk estimators return NaN if any such label is present.
+* Each function checks its (concrete) arguments in Python and then runs a
+  jitted core, so eager calls compile once per input shape.
+"""
+
+import functools
+from typing import Callable, Optional
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+Array = jax.Array
+ArrayLike = jax.typing.ArrayLike
+
+_VOID_HINT = ("Mask void labels with where=(labels != 255); binary losses use "
+             "0 for negative/unlabeled (the thesis' -1).")
+
+
+# ----------------------------------------------------------------------------
+# Argument checks (Python, on concrete values only).
+# ----------------------------------------------------------------------------
+
+
+def _is_concrete(*xs) -> bool:
+  return not any(isinstance(x, jax.core.Tracer) for x in xs)
+
+
+def _check_labels(name: str, labels, where, num_classes: int) -> None:
+  """Raises ValueError for concrete labels outside [0, num_classes)."""
+  if not _is_concrete(labels, where):
+    return
+  labels = np.asarray(labels)
+  bad = ~((labels >= 0) & (labels < num_classes) & (labels == np.floor(labels)))
+  if where is not None:
+    bad = bad & np.asarray(where, dtype=bool)
+  if np.any(bad):
+    values = np.unique(np.broadcast_to(labels, bad.shape)[bad])
+    shown = ", ".join(str(v) for v in values[:10])
+    more = "" if len(values) <= 10 else f" (and {len(values) - 10} more)"
+    allowed = "{0, 1}" if num_classes == 2 else f"[0, {num_classes})"
+    raise ValueError(
+        f"{name}: labels must be in {allowed} where `where` is True; got "
+        f"{shown}{more} at {int(bad.sum())} element(s). {_VOID_HINT}")
+
+
+def _check_multiclass(name: str, logits, labels, where,
+                      class_weights=None, negative_class: int = 0) -> None:
+  """Checks shapes, dtypes, labels, class weights and the negative class."""
+  if jnp.ndim(logits) < 1:
+    raise ValueError(f"{name}: logits need a trailing class axis, got shape "
+                     f"{jnp.shape(logits)}.")
+  num_classes = jnp.shape(logits)[-1]
+  if not jnp.issubdtype(jnp.result_type(labels), jnp.integer):
+    raise TypeError(f"{name}: labels must be integer class indices, got dtype "
+                    f"{jnp.result_type(labels)}. Cast them with "
+                    "labels.astype(jnp.int32).")
+  if class_weights is not None and jnp.shape(class_weights) != (num_classes,):
+    raise ValueError(
+        f"{name}: class_weights must have shape ({num_classes},), one weight "
+        f"per class, got shape {jnp.shape(class_weights)}.")
+  if not 0 <= negative_class < num_classes:
+    raise ValueError(f"{name}: negative_class must be in [0, {num_classes}), "
+                     f"got {negative_class}.")
+  _check_labels(name, labels, where, num_classes)
+
+
+def _check_prior(name, prior) -> None:
+  if _is_concrete(prior) and not 0. < float(prior) < 1.:
+    raise ValueError(f"{name}: prior must be the positive class prior in "
+                     f"(0, 1), got {float(prior)}.")
+
+
+# ----------------------------------------------------------------------------
+# Jitted cores shared by the losses.
+# ----------------------------------------------------------------------------
+
+
+def _compute_dtype(dtype) -> jnp.dtype:
+  return jnp.promote_types(dtype, jnp.float32)
+
+
+def _valid_mask(where, shape) -> Array:
+  if where is None:
+    return jnp.ones(shape, dtype=bool)
+  return jnp.broadcast_to(jnp.asarray(where, dtype=bool), shape)
+
+
+def _where_shape(where) -> tuple:
+  return () if where is None else (jnp.shape(where),)
+
+
+def _finish(loss: Array, valid: Array, in_range: Array) -> Array:
+  """0 where masked out, NaN for unmasked out-of-range labels (jit only)."""
+  nan_or_zero = jnp.where(valid, jnp.nan, 0.0).astype(loss.dtype)
+  return jnp.where(valid & in_range, loss, nan_or_zero)
+
+
+def _binary_inputs(logits, labels, where):
+  """Broadcasts and sanitises binary inputs.
+
+  Returns (f, positive, valid, in_range): float logits that are 0 wherever
+  they will not be used, a boolean "label is 1" array, the `where` mask and
+  the in-range mask, all of the broadcast shape.
+  """
+  logits = jnp.asarray(logits)
+  labels = jnp.asarray(labels)
+  shape = jnp.broadcast_shapes(logits.shape, labels.shape, *_where_shape(where))
+  logits = jnp.broadcast_to(logits.astype(_compute_dtype(logits.dtype)), shape)
+  labels = jnp.broadcast_to(labels, shape)
+  valid = _valid_mask(where, shape)
+  in_range = (labels == 0) | (labels == 1)
+  use = valid & in_range
+  f = jnp.where(use, logits, 0.0)
+  positive = use & (labels == 1)
+  return f, positive, valid, in_range
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _binary_loss(terms: Callable[..., tuple[Array, Array]], logits, labels,
+                 where, params: tuple) -> Array:
+  """`terms(f, *params)` gives the (label 1, label 0) losses at f."""
+  f, positive, valid, in_range = _binary_inputs(logits, labels, where)
+  loss_if_positive, loss_if_negative = terms(f, *params)
+  loss = jnp.where(positive, loss_if_positive, loss_if_negative)
+  return _finish(loss, valid, in_range)
+
+
+@functools.partial(jax.jit, static_argnums=(0, 5))
+def _multiclass_loss(terms: Callable[..., Array], logits, labels, where,
+                     params: tuple, negative_class: int) -> Array:
+  """`terms(log_p, labels, negative_class, *params)` gives the loss.
+
+  log_p is the log-softmax over the last axis of sanitised logits and labels
+  are replaced by 0 where unused.
+  """
+  logits = jnp.asarray(logits)
+  labels = jnp.asarray(labels)
+  num_classes = logits.shape[-1]
+  shape = jnp.broadcast_shapes(logits.shape[:-1], labels.shape,
+                               *_where_shape(where))
+  logits = logits.astype(_compute_dtype(logits.dtype))
+  logits = jnp.broadcast_to(logits, shape + (num_classes,))
+  labels = jnp.broadcast_to(labels, shape)
+  valid = _valid_mask(where, shape)
+  in_range = (labels >= 0) & (labels < num_classes)
+  use = valid & in_range
+  logits = jnp.where(use[..., None], logits, 0.0)
+  labels = jnp.where(use, labels, 0)
+  log_p = jax.nn.log_softmax(logits, axis=-1)
+  return _finish(terms(log_p, labels, negative_class, *params), valid, in_range)
+
+
+def _take(log_p: Array, index: Array) -> Array:
+  return jnp.take_along_axis(log_p, index[..., None], axis=-1)[..., 0]
+
+
+def _weighted(loss: Array, labels: Array, class_weights) -> Array:
+  if class_weights is None:
+    return loss
+  return jnp.asarray(class_weights, loss.dtype)[labels] * loss
+
+
+# ----------------------------------------------------------------------------
+# Binary losses.
+# ----------------------------------------------------------------------------
+
+
+def _logistic_terms(f, positive_weight=1., negative_weight=1.):
+  return (-positive_weight * jax.nn.log_sigmoid(f),
+          -negative_weight * jax.nn.log_sigmoid(-f))
+
+
+def logistic(logits: ArrayLike, labels: ArrayLike,
+             where: Optional[ArrayLike] = None) -> Array:
+  """Logistic loss (binary cross entropy, thesis App. B.1).
+
+    l(f, 1) = -log σ(f),    l(f, 0) = -log(1 - σ(f)) = -log σ(-f).
+
+  Args:
+    logits: ``[...]`` one logit f per element.
+    labels: ``[...]`` in {0, 1}; 1 = positive, 0 = negative/unlabeled.
+    where: optional boolean mask; False gives loss and gradient 0.
+
+  Returns:
+    Per-element loss of the broadcast shape, float32 (or wider).
+  """
+  _check_labels("logistic", labels, where, 2)
+  return _binary_loss(_logistic_terms, logits, labels, where, ())
+
+
+def weighted_logistic(logits: ArrayLike, labels: ArrayLike,
+                      positive_weight: ArrayLike = 1.,
+                      negative_weight: ArrayLike = 1.,
+                      where: Optional[ArrayLike] = None) -> Array:
+  """Class-weighted logistic loss (thesis eq. 6).
+
+    l(f, 1) = -α log σ(f),    l(f, 0) = -β log(1 - σ(f)),
+
+  with α = ``positive_weight`` and β = ``negative_weight``. Labels: 1 =
+  positive, 0 = negative/unlabeled (the thesis' -1). With α = β = 1 this is
+  ``optax.sigmoid_binary_cross_entropy``.
+  """
+  _check_labels("weighted_logistic", labels, where, 2)
+  return _binary_loss(_logistic_terms, logits, labels, where,
+                      (positive_weight, negative_weight))
+
+
+def _sigmoid_negative_terms(f, positive_weight, negative_weight):
+  return (-positive_weight * jax.nn.log_sigmoid(f),
+          negative_weight * jax.nn.sigmoid(f))
+
+
+def sigmoid_negative(logits: ArrayLike, labels: ArrayLike,
+                     positive_weight: ArrayLike = 1.,
+                     negative_weight: ArrayLike = 1.,
+                     where: Optional[ArrayLike] = None) -> Array:
+  """Class-dependent sigmoid loss (thesis eq. 8, "sigmoid loss").
+
+    l(f, 1) = -α log σ(f),    l(f, 0) = β σ(f),
+
+  with α = ``positive_weight`` and β = ``negative_weight`` (eq. 8 has
+  α = β = 1; the weights implement the class re-weighting of §4's
+  implementation details). Labels: 1 = labeled positive, 0 = negative or
+  unlabeled. The negative loss saturates at β as f → ∞ and its derivative
+  β σ(f)(1 - σ(f)) vanishes (Fig. 2): confident positive predictions on
+  unlabeled positives are not punished more than unconfident ones.
+  """
+  _check_labels("sigmoid_negative", labels, where, 2)
+  return _binary_loss(_sigmoid_negative_terms, logits, labels, where,
+                      (positive_weight, negative_weight))
+
+
+def _generalized_sigmoid_negative_terms(f, alpha, beta, gamma):
+  return (-jax.nn.log_sigmoid(f),
+          alpha * jnp.exp(gamma * jax.nn.log_sigmoid(beta * f)))
+
+
+def generalized_sigmoid_negative(logits: ArrayLike, labels: ArrayLike,
+                                 alpha: ArrayLike = 1., beta: ArrayLike = 1.,
+                                 gamma: ArrayLike = 1.,
+                                 where: Optional[ArrayLike] = None) -> Array:
+  """Parametrised sigmoid loss for the negative class (thesis §6).
+
+    l(f, 1) = -log σ(f),    l(f, 0) = α σ(βf)^γ = α exp(γ log σ(βf)).
+
+  §6 writes α (1 / (1 + exp(βz)))^γ with z the output for the negative class;
+  with z = -f that is α σ(βf)^γ. α scales the loss, β sets where it
+  saturates, γ where it starts. α = β = γ = 1 gives :func:`sigmoid_negative`.
+  Labels: 1 = labeled positive, 0 = negative or unlabeled.
+  """
+  _check_labels("generalized_sigmoid_negative", labels, where, 2)
+  return _binary_loss(_generalized_sigmoid_negative_terms, logits, labels,
+                      where, (alpha, beta, gamma))
+
+
+def _bootstrap_hard_terms(f, beta):
+  predicted_positive = jax.lax.stop_gradient(f > 0)
+  log_p_hat = jnp.where(predicted_positive, jax.nn.log_sigmoid(f),
+                        jax.nn.log_sigmoid(-f))
+  return (-jax.nn.log_sigmoid(f),
+          -beta * jax.nn.log_sigmoid(-f) - (1. - beta) * log_p_hat)
+
+
+def bootstrap_hard(logits: ArrayLike, labels: ArrayLike,
+                   beta: ArrayLike = 0.8,
+                   where: Optional[ArrayLike] = None) -> Array:
+  """Class-dependent hard bootstrapping loss (thesis eq. 10, Reed et al.).
+
+    l(f, 1) = -log σ(f),
+    l(f, 0) = -β log(1 - σ(f)) - (1 - β) log σ_ŷ(f),
+
+  where σ_1(f) = σ(f), σ_0(f) = 1 - σ(f) and ŷ = argmax_j σ_j(f) is the
+  predicted class (1 iff f > 0; ties go to 0 like ``jnp.argmax``), held
+  constant (``stop_gradient``); the gradient flows through log σ_ŷ(f).
+  Labels: 1 = labeled positive, 0 = negative or unlabeled. β = 1 gives
+  :func:`logistic`.
+  """
+  _check_labels("bootstrap_hard", labels, where, 2)
+  return _binary_loss(_bootstrap_hard_terms, logits, labels, where, (beta,))
+
+
+# ----------------------------------------------------------------------------
+# Multiclass losses.
+# ----------------------------------------------------------------------------
+
+
+def _cross_entropy_terms(log_p, labels, negative_class, class_weights=None):
+  del negative_class  # Every class is treated alike.
+  return _weighted(-_take(log_p, labels), labels, class_weights)
+
+
+def softmax_cross_entropy(logits: ArrayLike, labels: ArrayLike,
+                          where: Optional[ArrayLike] = None) -> Array:
+  """Softmax cross entropy with integer labels (thesis App. B.1).
+
+    l(f, y) = -log σ_y(f).
+
+  Args:
+    logits: ``[..., C]``.
+    labels: ``[...]`` integers in [0, C).
+    where: optional boolean mask ``[...]``; False gives loss and gradient 0.
+
+  Returns:
+    ``[...]`` per-element loss (same values as
+    ``optax.softmax_cross_entropy_with_integer_labels``).
+  """
+  _check_multiclass("softmax_cross_entropy", logits, labels, where)
+  return _multiclass_loss(_cross_entropy_terms, logits, labels, where, (), 0)
+
+
+def weighted_softmax_cross_entropy(logits: ArrayLike, labels: ArrayLike,
+                                   class_weights: ArrayLike,
+                                   where: Optional[ArrayLike] = None) -> Array:
+  """Class-weighted cross entropy (thesis eq. 7).
+
+    l(f, y) = -w_y log σ_y(f),
+
+  with ``class_weights`` w of shape ``[C]`` (eq. 7's β for the non-relevant
+  class 0 and α_1..α_K for the relevant classes). Labels: integers in [0, C).
+  """
+  _check_multiclass("weighted_softmax_cross_entropy", logits, labels, where,
+                    class_weights)
+  return _multiclass_loss(_cross_entropy_terms, logits, labels, where,
+                          (class_weights,), 0)
+
+
+def _softmax_negative_terms(log_p, labels, negative_class, class_weights):
+  negative = -jnp.expm1(log_p[..., negative_class])  # 1 - σ_0.
+  loss = jnp.where(labels == negative_class, negative, -_take(log_p, labels))
+  return _weighted(loss, labels, class_weights)
+
+
+def softmax_negative(logits: ArrayLike, labels: ArrayLike,
+                     negative_class: int = 0,
+                     class_weights: Optional[ArrayLike] = None,
+                     where: Optional[ArrayLike] = None) -> Array:
+  """Class-dependent softmax loss (thesis eq. 9, "softmax loss").
+
+    l(f, y) = 1 - σ_0(f)       if y = 0 (the negative class),
+    l(f, y) = -log σ_y(f)      otherwise,
+
+  optionally times ``class_weights[y]`` (shape ``[C]``). Class 0 is
+  ``negative_class``: the non-relevant class whose labels are unreliable
+  (unlabeled relevant examples carry it). 1 - σ_0 is computed as
+  -expm1(log σ_0). With two classes this is :func:`sigmoid_negative` of the
+  logit difference f_1 - f_0.
+  """
+  negative_class = int(negative_class)
+  _check_multiclass("softmax_negative", logits, labels, where, class_weights,
+                    negative_class)
+  return _multiclass_loss(_softmax_negative_terms, logits, labels, where,
+                          (class_weights,), negative_class)
+
+
+def _softmax_bootstrap_hard_terms(log_p, labels, negative_class, beta):
+  predicted = jax.lax.stop_gradient(jnp.argmax(log_p, axis=-1))
+  negative = (-beta * log_p[..., negative_class]
+              - (1. - beta) * _take(log_p, predicted))
+  return jnp.where(labels == negative_class, negative, -_take(log_p, labels))
+
+
+def softmax_bootstrap_hard(logits: ArrayLike, labels: ArrayLike,
+                           beta: ArrayLike = 0.8, negative_class: int = 0,
+                           where: Optional[ArrayLike] = None) -> Array:
+  """Class-dependent hard bootstrapping loss, multiclass (thesis eq. 11).
+
+    l(f, 0) = -β log σ_0(f) - (1 - β) log σ_ŷ(f),    ŷ = argmax_k σ_k(f),
+    l(f, y) = -log σ_y(f)    for y ≠ 0,
+
+  where 0 is ``negative_class`` and ŷ is held constant (``stop_gradient``;
+  ties go to the lowest index). β = 1 gives :func:`softmax_cross_entropy`.
+  """
+  negative_class = int(negative_class)
+  _check_multiclass("softmax_bootstrap_hard", logits, labels, where, None,
+                    negative_class)
+  return _multiclass_loss(_softmax_bootstrap_hard_terms, logits, labels, where,
+                          (beta,), negative_class)
+
+
+# ----------------------------------------------------------------------------
+# PU risk estimators (batch level).
+# ----------------------------------------------------------------------------
+
+
+def _pu_partial_risks(logits, labels, where):
+  """Empirical partial risks with the sigmoid surrogate ℓ(z) = σ(-z).
+
+  Returns (R_p^+, R_p^-, R_u^-, any_bad):
+    R_p^+ = Σ_P ℓ(f) / max(1, n_p),   R_p^- = Σ_P ℓ(-f) / max(1, n_p),
+    R_u^- = Σ_U ℓ(-f) / max(1, n_u),
+  over the labeled positives P (label 1) and unlabeled U (label 0) where
+  `where` holds; any_bad flags unmasked out-of-range labels (jit only).
+  """
+  f, positive, valid, in_range = _binary_inputs(logits, labels, where)
+  unlabeled = valid & in_range & ~positive
+  n_p = jnp.maximum(1., jnp.sum(positive, dtype=f.dtype))
+  n_u = jnp.maximum(1., jnp.sum(unlabeled, dtype=f.dtype))
+  loss_as_positive = jax.nn.sigmoid(-f)   # ℓ(f)
+  loss_as_negative = jax.nn.sigmoid(f)    # ℓ(-f)
+  r_p_plus = jnp.sum(jnp.where(positive, loss_as_positive, 0.)) / n_p
+  r_p_minus = jnp.sum(jnp.where(positive, loss_as_negative, 0.)) / n_p
+  r_u_minus = jnp.sum(jnp.where(unlabeled, loss_as_negative, 0.)) / n_u
+  any_bad = jnp.any(valid & ~in_range)
+  return r_p_plus, r_p_minus, r_u_minus, any_bad
+
+
+@jax.jit
+def _upu_risk(logits, labels, prior, where):
+  r_p_plus, r_p_minus, r_u_minus, any_bad = _pu_partial_risks(logits, labels,
+                                                              where)
+  risk = prior * r_p_plus + r_u_minus - prior * r_p_minus
+  return jnp.where(any_bad, jnp.nan, risk)
+
+
+def upu_risk(logits: ArrayLike, labels: ArrayLike, prior: ArrayLike,
+             where: Optional[ArrayLike] = None) -> Array:
+  """Unbiased PU risk (du Plessis et al. 2014/2015), sigmoid surrogate.
+
+    R_upu = π R_p^+ + R_u^- - π R_p^-,
+
+  with ℓ(z) = σ(-z), R_p^± the mean of ℓ(±f) over the labeled positives
+  (label 1), R_u^- the mean of ℓ(-f) over the unlabeled (label 0); the means
+  divide by max(1, count) and skip elements where `where` is False. π =
+  ``prior`` is the positive class prior. Returns a scalar; it can be
+  negative (the overfitting nnPU corrects).
+  """
+  _check_prior("upu_risk", prior)
+  _check_labels("upu_risk", labels, where, 2)
+  return _upu_risk(logits, labels, prior, where)
+
+
+@jax.jit
+def _nnpu_risk(logits, labels, prior, beta, gamma, where):
+  r_p_plus, r_p_minus, r_u_minus, any_bad = _pu_partial_risks(logits, labels,
+                                                              where)
+  positive_risk = prior * r_p_plus
+  negative_risk = r_u_minus - prior * r_p_minus
+  value = positive_risk + jnp.maximum(0., negative_risk)
+  descent_objective = jnp.where(negative_risk < -beta, -gamma * negative_risk,
+                                positive_risk + negative_risk)
+  risk = descent_objective + jax.lax.stop_gradient(value - descent_objective)
+  return jnp.where(any_bad, jnp.nan, risk)
+
+
+def nnpu_risk(logits: ArrayLike, labels: ArrayLike, prior: ArrayLike,
+              beta: ArrayLike = 0., gamma: ArrayLike = 1.,
+              where: Optional[ArrayLike] = None) -> Array:
+  """Non-negative PU risk (Kiryo et al. 2017), sigmoid surrogate.
+
+  Value (the nnPU risk estimate):
+
+    R_nnpu = π R_p^+ + max(0, R_u^- - π R_p^-),
+
+  with the partial risks of :func:`upu_risk` (labels 1 = labeled positive,
+  0 = unlabeled; normalisers max(1, count); `where` respected).
+
+  Gradient (Kiryo et al.'s Algorithm 1): with the negative risk
+  r = R_u^- - π R_p^-,
+
+    ∇(π R_p^+ + r)    if r ≥ -β,
+    ∇(-γ r)           if r < -β   (descend on -γ r, pushing r back up).
+
+  Both are obtained from one scalar via a stop-gradient trick: the function
+  returns ``s + stop_gradient(R_nnpu - s)`` where s is the objective whose
+  gradient is wanted, so the value equals R_nnpu (up to float rounding) and
+  the gradient is that of s. (Kiryo et al.'s own code reports π R_p^+ - β as
+  the value when switched; this returns the estimator itself.)
+  """
+  _check_prior("nnpu_risk", prior)
+  _check_labels("nnpu_risk", labels, where, 2)
+  return _nnpu_risk(logits, labels, prior, beta, gamma, where)
+
+
+# ----------------------------------------------------------------------------
+# Helpers.
+# ----------------------------------------------------------------------------
+
+
+@functools.partial(jax.jit, static_argnums=1)
+def _class_balanced_weights(labels, num_classes: int, where) -> Array:
+  shape = jnp.broadcast_shapes(labels.shape, *_where_shape(where))
+  labels = jnp.broadcast_to(labels, shape)
+  use = _valid_mask(where, shape) & (labels >= 0) & (labels < num_classes)
+  index = jnp.where(use, labels, num_classes).ravel()
+  counts = jnp.bincount(index, length=num_classes + 1)[:num_classes]
+  counts = counts.astype(jnp.float32)
+  present = counts > 0
+  total = jnp.sum(counts)
+  num_present = jnp.maximum(1., jnp.sum(present, dtype=jnp.float32))
+  return jnp.where(present, total / (num_present * jnp.maximum(counts, 1.)),
+                   0.)
+
+
+def class_balanced_weights(labels: ArrayLike, num_classes: int,
+                           where: Optional[ArrayLike] = None) -> Array:
+  """Per-class weights inversely proportional to class occurrence (§4).
+
+  The "reweighed ... based on their occurrences in the observed labels" of
+  the thesis' implementation details. With n_c the count of class c among
+  the valid labels (``where`` True), N = Σ_c n_c and K the number of classes
+  with n_c > 0:
+
+    w_c = N / (K n_c)   if n_c > 0,    w_c = 0   otherwise,
+
+  so every present class gets the same total weight N / K and the mean of
+  w[label] over the valid elements is exactly 1. With no valid element all
+  weights are 0. Feed ``w`` to ``weighted_softmax_cross_entropy`` /
+  ``softmax_negative``'s ``class_weights``, or ``w[1], w[0]`` to the binary
+  losses' ``positive_weight, negative_weight``.
+
+  Concrete labels outside [0, num_classes) where ``where`` holds raise a
+  ValueError; under jit they are not counted.
+
+  Returns:
+    float32 ``[num_classes]``.
+  """
+  labels = jnp.asarray(labels)
+  if not jnp.issubdtype(labels.dtype, jnp.integer):
+    raise TypeError("class_balanced_weights: labels must be integers, got "
+                    f"dtype {labels.dtype}.")
+  _check_labels("class_balanced_weights", labels, where, num_classes)
+  return _class_balanced_weights(labels, int(num_classes), where)
+
+
+@jax.jit
+def masked_mean(values: ArrayLike, where: Optional[ArrayLike] = None) -> Array:
+  """Mean of ``values`` over the elements where ``where`` is True.
+
+    mean = Σ_{where} values / max(1, #where),
+
+  so it is 0 (not NaN) when nothing is valid, and masked-out values (even
+  NaN) get an exactly zero gradient. ``where=None`` is the plain mean.
+  """
+  values = jnp.asarray(values)
+  if where is None:
+    return jnp.mean(values)
+  where = jnp.broadcast_to(jnp.asarray(where, dtype=bool),
+                           jnp.broadcast_shapes(values.shape, jnp.shape(where)))
+  values = jnp.broadcast_to(values, where.shape)
+  total = jnp.sum(jnp.where(where, values, 0))
+  count = jnp.maximum(1, jnp.sum(where))
+  return total / count.astype(total.dtype)
+
+
+BINARY_LOSSES = ("logistic", "weighted_logistic", "sigmoid_negative",
+                 "generalized_sigmoid_negative", "bootstrap_hard")
+MULTICLASS_LOSSES = ("softmax_cross_entropy", "weighted_softmax_cross_entropy",
+                     "softmax_negative", "softmax_bootstrap_hard")
+RISK_ESTIMATORS = ("upu_risk", "nnpu_risk")  # batch level: return a scalar.
+
+
+def get(name: str) -> Callable[..., Array]:
+  """Returns the loss called ``name`` (one of the names listed below).
+
+  Binary elementwise: ``BINARY_LOSSES``; multiclass elementwise:
+  ``MULTICLASS_LOSSES``; batch-level PU risks (scalar): ``RISK_ESTIMATORS``.
+  """
+  names = BINARY_LOSSES + MULTICLASS_LOSSES + RISK_ESTIMATORS
+  if name not in names:
+    raise ValueError(f"Unknown loss {name!r}; valid names: "
+                     f"{', '.join(names)}.")
+  return globals()[name]

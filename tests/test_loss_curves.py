@@ -1,0 +1,52 @@
+"""Fig. 2: the curve data (checked against analytic formulas) and the program."""
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+from PIL import Image
+
+from jaxpu import plots
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def sigmoid(x):
+  return 1. / (1. + np.exp(-x))
+
+
+def test_loss_curves_match_analytic_derivatives():
+  f = np.linspace(-5., 5., 41)
+  s = sigmoid(f)
+  curves = plots.loss_curves(f)
+  expected = {  # name: (loss, d loss / d f)
+      "logistic +": (-np.log(s), s - 1.),
+      "logistic -": (-np.log(1. - s), s),
+      "weighted logistic - (α=1, β=0.5)": (-0.5 * np.log(1. - s), 0.5 * s),
+      "sigmoid loss -": (s, s * (1. - s)),
+  }
+  assert set(curves) == set(expected)
+  for name, (value, derivative) in expected.items():
+    np.testing.assert_allclose(curves[name][0], value, rtol=1e-5, atol=1e-6, err_msg=name)
+    np.testing.assert_allclose(curves[name][1], derivative, rtol=1e-5, atol=1e-6,
+                               err_msg=name)
+  # The plateau of Fig. 2: at f = 5 the sigmoid loss has (almost) stopped
+  # growing, while the weighted logistic still grows at rate ~β = 0.5.
+  assert curves["sigmoid loss -"][1][-1] < 0.01
+  assert curves["weighted logistic - (α=1, β=0.5)"][1][-1] > 0.49
+
+
+def test_program_writes_png(tmp_path):
+  workdir = tmp_path / "fig2"
+  result = subprocess.run(
+      [sys.executable, "-m", "experiments.loss_curves", f"--workdir={workdir}"],
+      cwd=REPO, capture_output=True, text=True, timeout=300)
+  assert result.returncode == 0, result.stdout + result.stderr
+  path = workdir / "loss_curves.png"
+  assert str(path) in result.stdout
+  with Image.open(path) as image:
+    assert image.format == "PNG"
+    width, height = image.size
+    assert width > 2 * height > 400  # Two panels side by side.
+    image.verify()
