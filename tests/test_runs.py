@@ -1,0 +1,131 @@
+"""Tests for jaxpu.runs: a run trains, scores snapshots, is reused, resumes, transfers."""
+
+import json
+import os
+
+import jax
+import numpy as np
+import pytest
+
+from jaxpu import runs
+from jaxpu import train as train_lib
+
+BATCH = 16
+
+
+def _moons(n, seed):
+  rng = np.random.default_rng(seed)
+  t = rng.uniform(0, np.pi, n)
+  upper = rng.random(n) < 0.5
+  x = np.where(upper, np.cos(t), 1 - np.cos(t))
+  y = np.where(upper, np.sin(t), 0.5 - np.sin(t))
+  points = np.stack([x, y], 1) + rng.normal(0, 0.1, (n, 2))
+  return points.astype(np.float32), upper.astype(np.int32)
+
+
+X, Y = _moons(256, 0)
+X_TEST, Y_TEST = _moons(128, 1)
+
+
+def _train_iter(start_step):
+  step = start_step
+  while True:
+    rng = np.random.default_rng(step)
+    idx = rng.choice(len(X), BATCH, replace=False)
+    yield {"image": X[idx], "label": Y[idx]}
+    step += 1
+
+
+def _eval_batches():
+  for i in range(0, len(X_TEST), 32):
+    yield {"image": X_TEST[i:i + 32], "label": Y_TEST[i:i + 32]}
+
+
+def _spec(**kw):
+  base = dict(model="mlp", num_classes=1, loss="logistic", learning_rate=0.05, steps=60,
+              batch_size=BATCH, checkpoint_every=10, keep=3, log_every=20,
+              model_options={"hidden": (16, 16)})
+  base.update(kw)
+  return runs.TrainSpec(**base)
+
+
+def _train(spec, run_dir, **kw):
+  return runs.train(spec, train_iter_fn=_train_iter, eval_batches_fn=_eval_batches,
+                    sample_batch={"image": X[:1]}, run_dir=str(run_dir), seed=0,
+                    mesh=train_lib.make_mesh(jax.devices()[:1]), **kw)
+
+
+def test_train_scores_every_snapshot_and_keeps_the_last(tmp_path):
+  result = _train(_spec(), tmp_path / "a")
+  assert sorted(result.snapshots) == [10, 20, 30, 40, 50, 60]
+  last = result.last()
+  assert len(last) == 3
+  for cm in last:
+    assert cm.shape == (2, 2) and cm.sum() == len(X_TEST)
+  accuracy = result.scores(lambda cm: {"acc": np.trace(cm) / cm.sum()})["acc"]
+  assert len(accuracy) == 3 and min(accuracy) > 0.75  # chance is 0.5
+  # Only the last `keep` checkpoints stay on disk; their params load.
+  assert sorted(os.listdir(tmp_path / "a" / "checkpoints")) == ["40", "50", "60"]
+  assert set(result.params()) == {"encoder", "head"}
+
+
+def test_finished_run_is_reused_not_retrained(tmp_path, monkeypatch):
+  first = _train(_spec(), tmp_path / "a")
+  monkeypatch.setattr(train_lib, "fit", lambda *a, **k: pytest.fail("trained again"))
+  again = _train(_spec(), tmp_path / "a")
+  assert sorted(again.snapshots) == sorted(first.snapshots)
+  np.testing.assert_array_equal(again.last()[-1], first.last()[-1])
+
+
+def test_folder_of_another_run_is_refused(tmp_path):
+  _train(_spec(steps=20), tmp_path / "a")
+  with pytest.raises(ValueError, match=r"other settings \(spec differ\).*delete"):
+    _train(_spec(steps=20, learning_rate=0.01), tmp_path / "a")
+
+
+def test_interrupted_run_resumes_to_the_same_result(tmp_path):
+  full = _train(_spec(steps=40), tmp_path / "full")
+  # An interrupted run: 20 of 40 steps done, no done.json yet.
+  partial_dir = tmp_path / "partial"
+  _train(_spec(steps=40), partial_dir)
+  os.remove(partial_dir / "done.json")
+  for step in ("30", "40"):
+    import shutil
+    shutil.rmtree(partial_dir / "checkpoints" / step)
+  resumed = _train(_spec(steps=40), partial_dir)
+  np.testing.assert_array_equal(resumed.snapshots[40], full.snapshots[40])
+  for a, b in zip(jax.tree.leaves(resumed.params()), jax.tree.leaves(full.params())):
+    np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-6)
+
+
+def test_init_from_transfers_the_encoder_only(tmp_path):
+  source = _train(_spec(steps=20), tmp_path / "src")
+  target_spec = _spec(steps=10, model_options={"hidden": (16, 16)}, learning_rate=1e-9)
+  target = _train(target_spec, tmp_path / "dst", init_from=source.run_dir)
+  src, dst = source.params(), target.params()
+  # With a negligible learning rate the encoder is still the source's.
+  for a, b in zip(jax.tree.leaves(src["encoder"]), jax.tree.leaves(dst["encoder"])):
+    np.testing.assert_allclose(a, b, atol=1e-6)
+  assert not all(np.allclose(a, b) for a, b in
+                 zip(jax.tree.leaves(src["head"]), jax.tree.leaves(dst["head"])))
+  identity = json.loads((tmp_path / "dst" / "spec.json").read_text())
+  assert identity["init_from"] == os.path.abspath(source.run_dir)
+
+
+def test_two_stage_loss_switches_after_first_stage(tmp_path):
+  spec = _spec(steps=40, first_loss="weighted_logistic",
+               first_loss_kwargs={"negative_weight": 0.5}, first_loss_steps=20,
+               loss="bootstrap_hard")
+  result = _train(spec, tmp_path / "boot")
+  assert sorted(result.snapshots) == [10, 20, 30, 40]
+  with pytest.raises(ValueError, match="first_loss_steps"):
+    _spec(first_loss="logistic", first_loss_steps=60)
+
+
+def test_binary_segmentation_scores():
+  cm = np.array([[80, 20], [10, 30]])
+  scores = runs.binary_segmentation_scores(cm)
+  assert scores["background_recall"] == pytest.approx(0.8)
+  assert scores["foreground_recall"] == pytest.approx(0.75)
+  assert scores["mean_recall"] == pytest.approx((0.8 + 0.75) / 2)
+  assert scores["overall_accuracy"] == pytest.approx(110 / 140)
