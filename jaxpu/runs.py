@@ -229,7 +229,7 @@ def train(spec: TrainSpec, *, train_iter_fn: Callable[[int], Iterable[Mapping[st
 
   def eval_fn(state):
     cm = train_lib.evaluate(eval_step, state.params, eval_batches_fn(), mesh)
-    step = int(train_lib._to_host(state.step))  # pylint: disable=protected-access
+    step = int(train_lib.to_host(state.step))
     if jax.process_index() == 0:
       with open(snapshots_path, "a") as f:
         f.write(json.dumps({"step": step, "confusion_matrix": cm.tolist()}) + "\n")

@@ -1,0 +1,48 @@
+"""Models of the thesis: `get(name, num_classes, **options)`.
+
+Every model is an `encoder` submodule (g in eq. 1, the transferable feature
+extractor) followed by a `head` submodule (h), so `model.init(...)["params"]`
+is `{"encoder": ..., "head": ...}`. Call as
+`model.apply({"params": p}, x, train=bool, rngs={"dropout": key})`; inputs are
+NHWC images (`[B, D]` features for `mlp`), outputs float32 logits
+`[B, num_classes]` or `[B, H, W, num_classes]`. Binary models use
+`num_classes=1`. Every model takes `dtype` (compute dtype, e.g.
+`jnp.bfloat16`; parameters stay float32).
+
+| name | options |
+|---|---|
+| `mlp` (§5.1.1) | `hidden=(6, 6)`, `activation="relu"`, `dropout_rate=0.0` |
+| `cifar_cnn` (Table 6) | `conv_dropout=0.2`, `fc_dropout=0.5` |
+| `fcn_alexnet` (FCN-AlexNet) | `width=1.0`, `dropout_rate=0.5` |
+| `fcn_small` (compact FCN) | `width=1.0`, `dropout_rate=0.0` |
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import flax.linen as nn
+
+from jaxpu.models.cifar_cnn import CifarCNN
+from jaxpu.models.fcn_alexnet import FCNAlexNet
+from jaxpu.models.fcn_small import FCNSmall
+from jaxpu.models.mlp import MLP
+
+MODELS = {"mlp": MLP, "cifar_cnn": CifarCNN, "fcn_alexnet": FCNAlexNet, "fcn_small": FCNSmall}
+
+
+def get(name: str, num_classes: int, **options) -> nn.Module:
+  """Returns model `name` with `num_classes` outputs (1 for a binary model)."""
+  if name not in MODELS:
+    raise ValueError(f"Unknown model {name!r}; choose one of {sorted(MODELS)}.")
+  if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
+    raise ValueError(f"num_classes must be a positive int (1 for binary), got {num_classes!r}.")
+  cls = MODELS[name]
+  allowed = {f.name for f in dataclasses.fields(cls)} - {"num_classes", "parent", "name"}
+  unknown = sorted(set(options) - allowed)
+  if unknown:
+    raise ValueError(f"Model {name!r} has no option(s) {unknown}; its options are "
+                     f"{sorted(allowed)}.")
+  # tuples keep the module hashable, so jaxpu.train can cache its compiled steps
+  options = {k: tuple(v) if isinstance(v, list) else v for k, v in options.items()}
+  return cls(num_classes=num_classes, **options)

@@ -1,0 +1,154 @@
+"""FCN-AlexNet (Long et al. 2015, the FCN reference's `voc-fcn-alexnet`), Figure 10.
+
+Layers (Caffe geometry; `c` = channels × `width`, rounded to an even number):
+
+    conv1  11×11/4, 96c, input padding 100, ReLU; max pool 3/2; LRN(5, 1e-4, 0.75)
+    conv2  5×5, 256c, 2 groups, pad 2, ReLU;      max pool 3/2; LRN(5, 1e-4, 0.75)
+    conv3  3×3, 384c, pad 1, ReLU
+    conv4  3×3, 384c, 2 groups, pad 1, ReLU
+    conv5  3×3, 256c, 2 groups, pad 1, ReLU;      max pool 3/2
+    fc6    6×6 conv, 4096c, ReLU, dropout 0.5
+    fc7    1×1 conv, 4096c, ReLU, dropout 0.5
+    score  1×1 conv to the classes
+    upscore  63×63 stride-32 transposed conv, bilinear, frozen; crop at offset 18
+
+Max pooling rounds up like Caffe's (ceil mode), which the offset 18 relies on:
+the output is exactly the input's height and width for every input size.
+Encoder g (eq. 1) = conv1…fc7, head h = score + upscore + crop.
+
+The upscore layer: the reference initialises its C×C×63×63 weights with a
+bilinear kernel on the diagonal (class c → class c, zero elsewhere) and freezes
+them (`lr_mult: 0`), so it is a fixed per-class bilinear upsampling. Here it is
+exactly that, computed from a constant separable kernel: it is not a parameter
+at all, so no optimizer (weight decay included) can change it, and the
+parameter count is the reference's trainable count.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+CROP_OFFSET = 18
+UPSCORE_KERNEL = 63
+UPSCORE_STRIDE = 32
+
+
+def _channels(base: int, width: float) -> int:
+  """`base × width` rounded to an even count (grouped layers need 2 | channels)."""
+  return max(2, 2 * int(round(base * width / 2)))
+
+
+def max_pool_ceil(x, window: int, stride: int):
+  """Caffe's max pooling: output size ceil((H - window) / stride) + 1 (NHWC)."""
+  pads = []
+  for size in x.shape[1:3]:
+    out = -(-(size - window) // stride) + 1
+    pads.append((0, (out - 1) * stride + window - size))
+  return nn.max_pool(x, (window, window), strides=(stride, stride), padding=pads)
+
+
+def local_response_norm(x, size: int = 5, alpha: float = 1e-4, beta: float = 0.75, k: float = 1.):
+  """Caffe's across-channel LRN: x / (k + α/n Σ_{|j-i|≤n/2} x_j²)^β (NHWC)."""
+  half = size // 2
+  sq = jnp.pad(jnp.square(x), [(0, 0)] * 3 + [(half, half)])
+  channels = x.shape[-1]
+  window_sum = sum(sq[..., i:i + channels] for i in range(size))
+  return x * (k + (alpha / size) * window_sum) ** (-beta)
+
+
+def bilinear_kernel_1d(size: int) -> np.ndarray:
+  """The 1-D factor of the FCN reference's bilinear upsampling filter."""
+  factor = (size + 1) // 2
+  center = factor - 1 if size % 2 == 1 else factor - 0.5
+  return (1 - np.abs(np.arange(size) - center) / factor).astype(np.float32)
+
+
+def bilinear_upsample(x, size: int = UPSCORE_KERNEL, stride: int = UPSCORE_STRIDE):
+  """Per-channel transposed convolution with a fixed bilinear kernel (no padding).
+
+  Output size (H - 1) · stride + size, like Caffe's Deconvolution. The 2-D
+  kernel is the outer product of `bilinear_kernel_1d`, so it runs as two 1-D
+  transposed convolutions.
+  """
+  channels = x.shape[-1]
+  k1 = jnp.asarray(bilinear_kernel_1d(size), x.dtype)
+  dn = ("NHWC", "HWIO", "NHWC")
+  for axis in (0, 1):
+    shape = (size, 1) if axis == 0 else (1, size)
+    kernel = jnp.tile(k1.reshape(shape + (1, 1)), (1, 1, 1, channels))
+    lhs_dilation = (stride, 1) if axis == 0 else (1, stride)
+    padding = [(size - 1, size - 1), (0, 0)] if axis == 0 else [(0, 0), (size - 1, size - 1)]
+    x = jax.lax.conv_general_dilated(x, kernel, window_strides=(1, 1), padding=padding,
+                                     lhs_dilation=lhs_dilation, dimension_numbers=dn,
+                                     feature_group_count=channels)
+  return x
+
+
+class AlexNetEncoder(nn.Module):
+  """conv1…fc7 of FCN-AlexNet; returns the fc7 features (stride 32)."""
+  width: float = 1.0
+  dropout_rate: float = 0.5
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, x, train: bool = False):
+    def conv(features, kernel, name, padding=0, stride=1, groups=1):
+      return nn.Conv(_channels(features, self.width), (kernel, kernel),
+                     strides=(stride, stride), padding=[(padding, padding)] * 2,
+                     feature_group_count=groups, kernel_init=nn.initializers.xavier_uniform(),
+                     dtype=self.dtype, name=name)
+
+    x = nn.relu(conv(96, 11, "conv1", padding=100, stride=4)(x))
+    x = local_response_norm(max_pool_ceil(x, 3, 2))
+    x = nn.relu(conv(256, 5, "conv2", padding=2, groups=2)(x))
+    x = local_response_norm(max_pool_ceil(x, 3, 2))
+    x = nn.relu(conv(384, 3, "conv3", padding=1)(x))
+    x = nn.relu(conv(384, 3, "conv4", padding=1, groups=2)(x))
+    x = nn.relu(conv(256, 3, "conv5", padding=1, groups=2)(x))
+    x = max_pool_ceil(x, 3, 2)
+    x = nn.relu(conv(4096, 6, "fc6")(x))
+    x = nn.Dropout(self.dropout_rate, deterministic=not train)(x)
+    x = nn.relu(conv(4096, 1, "fc7")(x))
+    return nn.Dropout(self.dropout_rate, deterministic=not train)(x)
+
+
+class AlexNetHead(nn.Module):
+  """score (1×1 conv) → fixed bilinear upscore → crop to the input size."""
+  num_classes: int
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, features, output_hw):
+    score = nn.Conv(self.num_classes, (1, 1), kernel_init=nn.initializers.xavier_uniform(),
+                    dtype=self.dtype, name="score")(features)
+    up = bilinear_upsample(score)
+    h, w = output_hw
+    # (H - 1) · 32 + 63 ≥ H + 18 always holds with this encoder; guard edits of it.
+    if up.shape[1] < CROP_OFFSET + h or up.shape[2] < CROP_OFFSET + w:
+      raise ValueError(f"upscore output {up.shape[1:3]} is too small to crop {tuple(output_hw)} "
+                       f"at offset {CROP_OFFSET}.")
+    return up[:, CROP_OFFSET:CROP_OFFSET + h, CROP_OFFSET:CROP_OFFSET + w]
+
+
+class FCNAlexNet(nn.Module):
+  """`[B, H, W, 3]` images → `[B, H, W, num_classes]` logits (float32), any H, W ≥ 1."""
+  num_classes: int
+  width: float = 1.0
+  dropout_rate: float = 0.5
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, x, train: bool = False):
+    if x.ndim != 4:
+      raise ValueError(f"fcn_alexnet expects NHWC images, got shape {x.shape}.")
+    if self.width <= 0:
+      raise ValueError(f"fcn_alexnet: width must be > 0, got {self.width}.")
+    x = jnp.asarray(x, self.dtype)
+    features = AlexNetEncoder(self.width, self.dropout_rate, self.dtype, name="encoder")(x, train)
+    logits = AlexNetHead(self.num_classes, self.dtype, name="head")(features, x.shape[1:3])
+    return logits.astype(jnp.float32)

@@ -1,0 +1,263 @@
+"""Training core: optimizers, loss normalisation, shard_map == pmap == one device, fit."""
+
+import functools
+import json
+import math
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+from sklearn.metrics import confusion_matrix as sk_confusion_matrix
+
+from jaxpu import models, train
+
+
+def _moons(n, seed, noise=0.1):
+  """Two interleaving half circles (§5.1.1), labels 1 (upper) and 0 (lower)."""
+  rs = np.random.RandomState(seed)
+  t = rs.uniform(0, np.pi, n)
+  y = rs.randint(0, 2, n)
+  upper = np.stack([np.cos(t), np.sin(t)], 1)
+  lower = np.stack([1 - np.cos(t), 0.5 - np.sin(t)], 1)
+  x = np.where(y[:, None] == 1, upper, lower) + rs.normal(0, noise, (n, 2))
+  return x.astype(np.float32), y.astype(np.int32)
+
+
+# --- optimizers --------------------------------------------------------------------
+
+
+def test_sgd_momentum_and_weight_decay_match_hand_update():
+  params = {"kernel": jnp.array([[1., -2.], [3., 0.5]]), "bias": jnp.array([1., 2.])}
+  grads = {"kernel": jnp.array([[0.1, 0.2], [-0.3, 0.4]]), "bias": jnp.array([0.5, -0.5])}
+  lr, mu, wd = 0.1, 0.9, 0.01
+  opt = train.make_optimizer("sgd", lr, momentum=mu, weight_decay=wd)
+  state = opt.init(params)
+  p = params
+  for _ in range(2):
+    updates, state = opt.update(grads, state, p)
+    p = optax.apply_updates(p, updates)
+  # Caffe SGD: v ← μ v + (g + λ w) for kernels (biases: no decay); w ← w - η v.
+  k0, b0 = np.asarray(params["kernel"]), np.asarray(params["bias"])
+  gk, gb = np.asarray(grads["kernel"]), np.asarray(grads["bias"])
+  v1 = gk + wd * k0
+  k1 = k0 - lr * v1
+  k2 = k1 - lr * (mu * v1 + gk + wd * k1)
+  b2 = b0 - lr * (gb + mu * gb + gb)
+  np.testing.assert_allclose(p["kernel"], k2, rtol=1e-6)
+  np.testing.assert_allclose(p["bias"], b2, rtol=1e-6)
+
+
+def test_schedules():
+  cosine = train.make_schedule(1.0, "cosine", total_steps=10, warmup_steps=2)
+  for step, expected in [(0, 0.), (1, 0.5), (2, 1.), (6, 0.5 * (1 + math.cos(math.pi * 4 / 8))),
+                         (10, 0.)]:
+    assert float(cosine(step)) == pytest.approx(expected, abs=1e-6)
+  constant = train.make_schedule(0.1, "constant", warmup_steps=4)
+  assert float(constant(1)) == pytest.approx(0.025) and float(constant(50)) == pytest.approx(0.1)
+  with pytest.raises(ValueError, match="total_steps"):
+    train.make_optimizer("adam", 1e-3, schedule="cosine")
+  with pytest.raises(ValueError, match="'rmsprop'"):
+    train.make_optimizer("rmsprop", 1e-3)
+
+
+# --- loss wrapper ------------------------------------------------------------------
+
+
+def _np_logistic(f, y):
+  return np.where(y == 1, np.log1p(np.exp(-f)), np.log1p(np.exp(f)))
+
+
+def test_loss_masks_void_and_class_balances():
+  logits = np.array([[0.5], [-1.], [2.], [0.3], [-0.7], [1.5]], np.float32)
+  labels = np.array([1, 0, 255, 0, 0, 1], np.int32)
+  batch = {"label": jnp.asarray(labels)}
+  valid = labels != 255
+  f, y = logits[valid, 0], labels[valid]
+  loss, count = train.make_loss_fn("logistic", 1)(jnp.asarray(logits), batch)
+  assert int(count) == 5
+  np.testing.assert_allclose(loss, _np_logistic(f, y).mean(), rtol=1e-6)
+  # §4 "reweighed based on occurrences": w_c = N / (K n_c); here n_1 = 2, n_0 = 3.
+  w = np.where(y == 1, 5 / (2 * 2), 5 / (2 * 3))
+  loss, _ = train.make_loss_fn("logistic", 1, class_balanced=True)(jnp.asarray(logits), batch)
+  np.testing.assert_allclose(loss, (w * _np_logistic(f, y)).sum() / 5, rtol=1e-6)
+  # an explicit mask replaces label != 255
+  mask = np.array([1, 1, 0, 0, 1, 1], bool)
+  loss, count = train.make_loss_fn("weighted_logistic", 1, negative_weight=0.5)(
+      jnp.asarray(logits), {"label": jnp.asarray(labels), "mask": jnp.asarray(mask)})
+  ell = _np_logistic(logits[mask, 0], labels[mask]) * np.where(labels[mask] == 1, 1., 0.5)
+  assert int(count) == 4
+  np.testing.assert_allclose(loss, ell.mean(), rtol=1e-6)
+
+
+def test_risk_estimators_are_called_on_the_batch():
+  from jaxpu import losses
+  logits = jnp.array([[0.5], [-1.], [2.], [0.3]])
+  labels = jnp.array([1, 0, 255, 0])
+  loss, _ = train.make_loss_fn("nnpu_risk", 1, prior=0.3)(logits, {"label": labels})
+  np.testing.assert_allclose(
+      loss, losses.nnpu_risk(logits[:, 0], labels, 0.3, where=labels != 255), rtol=1e-6)
+
+
+def test_loss_fn_errors():
+  with pytest.raises(ValueError, match="num_classes=1"):
+    train.make_loss_fn("logistic", 3)
+  with pytest.raises(ValueError, match="num_classes >= 2"):
+    train.make_loss_fn("softmax_cross_entropy", 1)
+  with pytest.raises(ValueError, match="betta"):
+    train.make_loss_fn("bootstrap_hard", 1, betta=0.8)
+  with pytest.raises(ValueError, match="'hinge'"):
+    train.make_loss_fn("hinge", 1)
+
+
+# --- data parallelism --------------------------------------------------------------
+
+
+def _parallel_batches(num_classes, steps=3):
+  """Batches of 16 whose 4 device slices hold 4, 1, 3 and 2 valid examples."""
+  rs = np.random.RandomState(0)
+  valid = np.array([1, 1, 1, 1, 0, 0, 1, 0, 1, 1, 0, 1, 1, 0, 0, 1], bool)
+  batches = []
+  for _ in range(steps):
+    x = rs.normal(size=(16, 2)).astype(np.float32)
+    y = rs.randint(0, max(2, num_classes), 16).astype(np.int32)
+    batches.append({"image": x, "label": np.where(valid, y, 255).astype(np.int32)})
+  return batches, valid
+
+
+@pytest.mark.parametrize("loss_name,num_classes,class_balanced",
+                         [("logistic", 1, True), ("softmax_cross_entropy", 3, False)])
+def test_shard_map_pmap_and_single_device_agree(loss_name, num_classes, class_balanced):
+  devices = jax.devices()
+  assert len(devices) == 4, "conftest.py sets 4 fake CPU devices"
+  model = models.get("mlp", num_classes)
+  opt = train.make_optimizer("sgd", 0.5, momentum=0.9)  # SGD: update scale = gradient scale
+  loss_fn = train.make_loss_fn(loss_name, num_classes, class_balanced=class_balanced)
+  batches, valid = _parallel_batches(num_classes)
+  init = train.create_train_state(model, opt, 0, batches[0])
+  step = functools.partial(train.train_step, model=model, optimizer=opt, loss_fn=loss_fn)
+
+  # one device, whole batch
+  single_state = jax.device_put(init, devices[0])
+  single = jax.jit(functools.partial(step, axis_name=None))
+  single_losses = []
+  for b in batches:
+    single_state, m = single(single_state, jax.device_put(b, devices[0]))
+    single_losses.append(float(m["loss"]))
+
+  # jit(shard_map) on a 4-device mesh
+  mesh = train.make_mesh(devices)
+  sharded_state = train.replicate(init, mesh)
+  sharded = train.make_train_step(model, opt, loss_fn, mesh)
+  for b, expected in zip(batches, single_losses):
+    sharded_state, m = sharded(sharded_state, train.shard_batch(b, mesh))
+    np.testing.assert_allclose(float(m["loss"]), expected, rtol=1e-5)
+
+  # pmap: leading device axis
+  pmap_state = jax.tree.map(lambda x: jnp.stack([x] * 4), init)
+  pmapped = jax.pmap(step, axis_name="batch")
+  for b in batches:
+    pmap_state, _ = pmapped(pmap_state, jax.tree.map(lambda x: x.reshape(4, 4, *x.shape[1:]), b))
+
+  for got in (sharded_state.params, jax.tree.map(lambda x: x[1], pmap_state.params)):
+    jax.tree.map(functools.partial(np.testing.assert_allclose, rtol=2e-5, atol=1e-6),
+                 got, single_state.params)
+  assert int(sharded_state.step) == 3
+
+  # The naive per-device mean (pmean of masked means) is not the global mean here,
+  # so the agreement above checks the normalisation.
+  mean_loss = jax.jit(lambda b: loss_fn(model.apply({"params": init.params}, b["image"]), b)[0])
+  device_means = [float(mean_loss(jax.tree.map(lambda x: x[i:i + 4], batches[0])))
+                  for i in range(0, 16, 4)]
+  assert abs(np.mean(device_means) - float(mean_loss(batches[0]))) > 1e-3
+
+
+def test_eval_step_sums_confusion_matrices_over_devices():
+  model = models.get("mlp", 3)
+  x, _ = _moons(32, 1)
+  rs = np.random.RandomState(1)
+  labels = rs.randint(0, 3, 32).astype(np.int32)
+  labels[[3, 17]] = 255
+  true_labels = rs.randint(0, 3, 32).astype(np.int32)
+  params = train.create_train_state(model, train.make_optimizer(), 3, x).params
+  mesh = train.make_mesh()
+  batch = {"image": x, "label": labels, "true_label": true_labels}
+  predictions = np.asarray(model.apply({"params": params}, x)).argmax(-1)
+  cm = train.evaluate(train.make_eval_step(model, 3, mesh), params, [batch, batch], mesh)
+  keep = labels != 255
+  expected = sk_confusion_matrix(labels[keep], predictions[keep], labels=[0, 1, 2])
+  np.testing.assert_array_equal(cm, 2 * expected)
+  cm_true = train.evaluate(train.make_eval_step(model, 3, mesh, label_key="true_label"),
+                           params, [batch], mesh)
+  np.testing.assert_array_equal(
+      cm_true, sk_confusion_matrix(true_labels, predictions, labels=[0, 1, 2]))
+
+
+def test_batch_must_divide_over_devices():
+  model = models.get("mlp", 1)
+  opt = train.make_optimizer()
+  x, y = _moons(6, 0)
+  mesh = train.make_mesh()
+  state = train.create_train_state(model, opt, 0, x, mesh=mesh)
+  step = train.make_train_step(model, opt, train.make_loss_fn("logistic", 1), mesh)
+  with pytest.raises(ValueError, match="batch size 6 .* 4 devices"):
+    step(state, {"image": x, "label": y})
+
+
+def test_bfloat16_compute_trains_float32_params():
+  model = models.get("mlp", 1, dtype=jnp.bfloat16)
+  opt = train.make_optimizer("adam", 1e-2)
+  x, y = _moons(16, 0)
+  mesh = train.make_mesh()
+  state = train.create_train_state(model, opt, 0, x, mesh=mesh)
+  step = train.make_train_step(model, opt, train.make_loss_fn("logistic", 1), mesh)
+  state, m = step(state, train.shard_batch({"image": x, "label": y}, mesh))
+  assert np.isfinite(float(m["loss"]))
+  assert all(p.dtype == jnp.float32 for p in jax.tree.leaves(state.params))
+
+
+# --- fit ---------------------------------------------------------------------------
+
+
+def _moons_iter_fn(x, y, batch_size):
+  def train_iter_fn(start_step):
+    step = start_step
+    while True:  # the batch of step s depends only on s
+      idx = np.random.RandomState(step).choice(len(x), batch_size, replace=False)
+      yield {"image": x[idx], "label": y[idx]}
+      step += 1
+  return train_iter_fn
+
+
+@pytest.mark.parametrize("num_devices", [1, 4])
+def test_fit_trains_mlp_on_moons(tmp_path, num_devices):
+  x, y = _moons(800, 0)
+  x_test, y_test = _moons(400, 1)
+  mesh = train.make_mesh(jax.devices()[:num_devices])
+  model = models.get("mlp", 1)
+  opt = train.make_optimizer("adam", 0.02)
+  loss_fn = train.make_loss_fn("logistic", 1)
+  eval_step = train.make_eval_step(model, 1, mesh)
+
+  def eval_fn(state):
+    cm = train.evaluate(eval_step, state.params, [{"image": x_test, "label": y_test}], mesh)
+    return {"accuracy": np.trace(cm) / cm.sum()}
+
+  state = train.create_train_state(model, opt, 0, x)
+  state, history = train.fit(
+      state, model=model, optimizer=opt, loss_fn=loss_fn,
+      train_iter_fn=_moons_iter_fn(x, y, 32), num_steps=300, workdir=str(tmp_path),
+      mesh=mesh, log_every=100, eval_every=150, eval_fn=eval_fn)
+  assert int(state.step) == 300
+  accuracy = [h["eval/accuracy"] for h in history if "eval/accuracy" in h]
+  assert len(accuracy) == 2
+  assert accuracy[-1] > 0.9  # chance is 0.5
+  losses = [h["train/loss"] for h in history if "train/loss" in h]
+  assert losses[-1] < 0.5 * losses[0]
+  with open(tmp_path / "metrics.jsonl") as f:
+    records = [json.loads(line) for line in f]
+  assert [r["step"] for r in records if "train/loss" in r] == [100, 200, 300]
+  assert records == [{k: v for k, v in h.items()} for h in history]
+  assert any(name.startswith("events.out.tfevents") for name in os.listdir(tmp_path))
