@@ -1,0 +1,674 @@
+"""Training and evaluation iterators: TFDS → selection → corruption → device arrays.
+
+Entry points (re-exported by `jaxpu.data`):
+
+    data = make_segmentation_data("synthetic", batch_size=32, fold=1, phase="pretrain",
+                                  task="binary", corruption="unsegment_objects:0.5",
+                                  noise_seed=0, seed=0)
+    state, history = jaxpu.train.fit(..., train_iter_fn=data.train_iter, ...)
+    cm = jaxpu.train.evaluate(eval_fn, state.params, data.eval_iter())
+
+    data = make_classification_data("cifar", batch_size=128, corruption="pu_labels:0.5")
+
+Both return a `Data`: `train_iter(start_step=0)` (endless) and `eval_iter()`
+(one pass) yield dicts `{"image", "label"}` (plus `"true_label"` with
+`with_true_label=True`) of device-sharded global `jax.Array`s (batch axis on
+the mesh axis "batch", `jax.make_array_from_process_local_data`), or NumPy
+with `as_numpy=True`; and metadata: `num_classes` (label values, background
+included: 2 for a binary task, whose model has 1 output), `class_names`,
+`image_shape`, `steps_per_epoch`, `num_train_examples`, `num_eval_examples`,
+`mean`/`std` (the normalisation).
+
+Per split, every host (`jax.process_index()`) reads its part
+(`tfds.even_splits`) → decodes → (VOC: ×`downsample`, pad to `image_size`
+with void labels) → selects (single-object images; the fold's images) →
+corrupts (training split only; `jaxpu.data.noise`, keyed on the stable
+example id) → maps labels to the task → holds the result in memory as uint8
+tensors (the small datasets here fit; this is `ds.cache()` with random
+access). Batches then come from tf.data: gather by index, flip (optional),
+normalise (`(image/255 - mean) / std`), prefetch; TensorFlow runs on the CPU.
+Feature datasets (moons, 800 points) skip the per-batch host work: their
+training set sits on the devices and each step is one jitted gather of the
+same indices (an MLP step is faster than any host-side batch delivery).
+
+Exact resume: the iterator state is a function of the step number. Epoch e
+visits `stateless_shuffle(range(N), key(seed, e))`, cut to `steps_per_epoch
+= N // local batch` full batches (the remainder is left out that epoch), and
+flips position p of epoch e iff `stateless_uniform(key'(seed, e))[p] < 0.5`.
+So `train_iter(k)` starts at epoch `k // steps_per_epoch`, skips `k %
+steps_per_epoch` batches, and yields exactly the batches k, k+1, ... of
+`train_iter(0)`. The example order read from TFDS is fixed
+(`shuffle_files=False`), and labels are corrupted per example id, so the
+same arguments give the same batches in every run.
+
+Evaluation batches are in dataset order; the last one is padded with
+label 255 (void), which every metric ignores, so each example counts once.
+
+Labels (segmentation, `task`; fold selection §5.3.1 via `fold`/`phase`):
+- `"multiclass"`: the selected classes, relabelled 1..K in id order (K = 20,
+  or 15 pre-training / 5 fine-tuning classes of `fold`);
+- `"binary"`: every selected class → 1 (Table 3 BinarizedLabels, Table 2);
+- `"categories"`: meaningful super-categories person/animal/vehicle/indoor
+  (those present, numbered 1..k; Fig. 7);
+- `"random_categories:K"`: a random partition into K groups, seeded by
+  `grouping_seed` (Fig. 7's RC 4/7/11);
+- `"target"`: `target` → 1 and every other class → background (Table 5;
+  default dog, `classes.false_positive_target(fold)`).
+Corruptions (`"name:rate"`): segmentation `unsegment_objects`,
+`mislabel_objects` (among the selected classes), `false_positive_objects`
+(non-target objects → the target); classification `pu_labels` (rate = the
+labelled fraction of the relevant examples). `subsample=f` keeps each
+training example with probability f (clean labels; Table 1's "50%(R+N)").
+Corruption and subsampling are seeded by `noise_seed`, shuffling and flips
+by `seed`.
+"""
+
+from __future__ import annotations
+
+import collections
+import math
+import zlib
+from typing import Callable, Iterator, Sequence
+
+import jax
+import numpy as np
+
+from jaxpu.data._tf import tf  # hides the GPUs from TensorFlow before any TF work
+from jaxpu.data import classes
+from jaxpu.data import noise
+from jaxpu.data import synthetic
+
+SEGMENTATION_DATASETS = ("synthetic", "voc")
+CLASSIFICATION_DATASETS = ("synthetic", "cifar", "digits", "moons")
+SEGMENTATION_CORRUPTIONS = ("unsegment_objects", "mislabel_objects", "false_positive_objects")
+CLASSIFICATION_CORRUPTIONS = ("pu_labels",)
+TASKS = ("multiclass", "binary", "categories", "random_categories:K", "target")
+
+SYNTHETIC_MEAN = (0.5, 0.5, 0.5)
+SYNTHETIC_STD = (0.21, 0.21, 0.21)  # measured over the drawn images
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+VOC_MAX_SIDE = 500
+_SHUFFLE_SALT = zlib.crc32(b"shuffle")
+_FLIP_SALT = zlib.crc32(b"flip")
+
+
+# ----------------------------------------------------------------------------
+# Specs.
+# ----------------------------------------------------------------------------
+
+
+def parse_corruption(spec, allowed: Sequence[str]) -> tuple[str, float] | None:
+  """`None`/"none" → None; "name:rate" or (name, rate) → (name, rate)."""
+  if spec is None or spec == "none" or spec == "":
+    return None
+  if isinstance(spec, str):
+    name, sep, rate = spec.partition(":")
+    if not sep:
+      raise ValueError(f"Corruption {spec!r} needs a rate: write '{spec}:0.5'.")
+    try:
+      rate = float(rate)
+    except ValueError:
+      raise ValueError(f"Corruption {spec!r}: rate {rate!r} is not a number.") from None
+  else:
+    name, rate = spec
+  if name not in allowed:
+    raise ValueError(f"Unknown corruption {name!r} here; choose one of {list(allowed)} "
+                     "(as 'name:rate') or None.")
+  if not 0 <= rate <= 1:
+    raise ValueError(f"Corruption {name!r}: rate must be in [0, 1], got {rate}.")
+  return name, float(rate)
+
+
+def selected_classes(fold: int | None, phase: str) -> tuple[int, ...]:
+  """The class ids of a fold phase (all 20 without a fold)."""
+  if fold is None:
+    return tuple(range(1, classes.NUM_CLASSES + 1))
+  if phase == "pretrain":
+    return classes.pretrain_classes(fold)
+  if phase == "finetune":
+    return classes.fold_classes(fold)
+  raise ValueError(f"phase must be 'pretrain' or 'finetune', got {phase!r}.")
+
+
+def task_mapping(task: str, selected: Sequence[int], names: Sequence[str], *,
+                 supercategory_names: Sequence[str] = classes.SUPERCATEGORIES,
+                 grouping_seed: int = 0, target: int | None = None
+                 ) -> tuple[dict[int, int], tuple[str, ...]]:
+  """(class id → task label, task class names incl. background) of `task`."""
+  selected = sorted(selected)
+  if task == "multiclass":
+    return ({c: i + 1 for i, c in enumerate(selected)},
+            ("background",) + tuple(names[c - 1] for c in selected))
+  if task == "binary":
+    return {c: 1 for c in selected}, ("background", "foreground")
+  if task == "categories":
+    grouping = classes.supercategory_grouping(selected)
+    present = sorted({classes.SUPERCATEGORY_OF[c] for c in selected})
+    return grouping, ("background",) + tuple(supercategory_names[s - 1] for s in present)
+  if task.startswith("random_categories:"):
+    try:
+      k = int(task.partition(":")[2])
+    except ValueError:
+      raise ValueError(f"Task {task!r}: write random_categories:K with an integer K.") from None
+    grouping = classes.random_grouping(selected, k, grouping_seed)
+    return grouping, ("background",) + tuple(f"group_{i}" for i in range(1, k + 1))
+  if task == "target":
+    if target not in selected:
+      raise ValueError(f"Target class {target} is not among the selected classes {selected}.")
+    return {target: 1}, ("background", names[target - 1])
+  raise ValueError(f"Unknown task {task!r}; choose one of {list(TASKS)}.")
+
+
+# ----------------------------------------------------------------------------
+# Per-example preparation.
+# ----------------------------------------------------------------------------
+
+
+def resize_and_pad(example: dict, factor: int, size: int, fill) -> dict:
+  """Down-samples by `factor` (image: area, masks: nearest) and pads/crops to
+  `size`×`size` at the bottom/right: image with the `fill` colour, class mask
+  with void (255), instance mask with 0."""
+  image = example["image"]
+  shape = tf.shape(image)
+  if factor > 1:
+    new = (shape[:2] + factor - 1) // factor
+    resized = tf.image.resize(tf.cast(image, tf.float32), new, method="area")
+    image = tf.cast(tf.clip_by_value(tf.round(resized), 0, 255), tf.uint8)
+    masks = {k: tf.image.resize(example[k][..., None], new, method="nearest")[..., 0]
+             for k in ("label", "instances") if k in example}
+  else:
+    masks = {k: example[k] for k in ("label", "instances") if k in example}
+  image = image[:size, :size]
+  h, w = tf.shape(image)[0], tf.shape(image)[1]
+  pad = [[0, size - h], [0, size - w]]
+  inside = tf.pad(tf.ones([h, w], tf.bool), pad)
+  fill = tf.constant(np.asarray(fill, np.uint8))
+  out = dict(example)
+  out["image"] = tf.where(inside[..., None], tf.pad(image, pad + [[0, 0]]), fill)
+  for key, value in masks.items():
+    value = value[:size, :size]
+    out[key] = tf.pad(value, pad, constant_values=classes.VOID if key == "label" else 0)
+    out[key] = tf.ensure_shape(out[key], [size, size])
+  out["image"] = tf.ensure_shape(out["image"], [size, size, 3])
+  return out
+
+
+def _is_single_object(example):
+  return tf.equal(tf.reduce_sum(tf.cast(example["objects"] > 0, tf.int32)), 1)
+
+
+def _keep(example, keys):
+  return {k: example[k] for k in keys if k in example}
+
+
+def _materialise(ds: tf.data.Dataset) -> dict[str, np.ndarray]:
+  """Every example of `ds` stacked into NumPy arrays (uint8 images and masks)."""
+  parts = collections.defaultdict(list)
+  for batch in ds.batch(1024).as_numpy_iterator():
+    for key, value in batch.items():
+      parts[key].append(value)
+  if not parts:
+    return {}
+  return {k: np.concatenate(v) for k, v in parts.items()}
+
+
+# ----------------------------------------------------------------------------
+# Batching and delivery.
+# ----------------------------------------------------------------------------
+
+
+def _default_mesh():
+  from jaxpu import train
+  return train.make_mesh()
+
+
+def _local_batch(batch_size: int, mesh) -> int:
+  if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+    raise ValueError(f"batch_size must be a positive int, got {batch_size!r}.")
+  devices = mesh.devices.size
+  if batch_size % devices:
+    raise ValueError(f"The global batch size {batch_size} is not divisible by the {devices} "
+                     f"devices of the mesh; use a multiple of {devices} (e.g. "
+                     f"{devices * max(1, round(batch_size / devices))}).")
+  return batch_size // jax.process_count()
+
+
+def _check_step(start_step) -> int:
+  if isinstance(start_step, bool) or not isinstance(start_step, (int, np.integer)) \
+      or start_step < 0:
+    raise ValueError(f"start_step must be a non-negative int, got {start_step!r}.")
+  return int(start_step)
+
+
+def _over_hosts(value: int, reduce=np.min) -> int:
+  if jax.process_count() == 1:
+    return int(value)
+  from jax.experimental import multihost_utils
+  return int(reduce(multihost_utils.process_allgather(np.asarray(value))))
+
+
+class _Batcher:
+  """Turns index batches into normalised batch dicts (runs inside tf.data).
+
+  `kind`: "segmentation" (flips move the label masks too), "classification"
+  (images), or "features" (moons: no scaling, no flips).
+  """
+
+  def __init__(self, arrays, kind, mean, std, augment):
+    self.tensors = {k: tf.constant(v) for k, v in arrays.items() if k != "id"}
+    self.kind, self.augment = kind, augment
+    self.mean = tf.constant(mean, tf.float32)
+    self.std = tf.constant(std, tf.float32)
+
+  def __call__(self, index, flip, valid=None):
+    batch = {k: tf.gather(v, index) for k, v in self.tensors.items()}
+    image = batch["image"]
+    if self.kind != "features":
+      image = (tf.cast(image, tf.float32) / 255.0 - self.mean) / self.std
+    out = {"image": image}
+    for key in ("label", "true_label"):
+      if key in batch:
+        label = tf.cast(batch[key], tf.int32)
+        if valid is not None:
+          mask = tf.reshape(valid, [-1] + [1] * (label.shape.rank - 1))
+          label = tf.where(mask, label, classes.VOID)
+        out[key] = label
+    if self.augment and self.kind != "features":
+      def flip_w(x):
+        shape = [-1] + [1] * (x.shape.rank - 1)
+        return tf.where(tf.reshape(flip, shape), tf.reverse(x, axis=[2]), x)
+      out["image"] = flip_w(out["image"])
+      for key in ("label", "true_label"):
+        if key in out and self.kind == "segmentation":
+          out[key] = flip_w(out[key])
+    return out
+
+
+def _deliver(ds: tf.data.Dataset, mesh, as_numpy: bool, device_prefetch: int = 2):
+  """NumPy batches of `ds`, as global device arrays unless `as_numpy`."""
+  batches = ds.as_numpy_iterator()
+  if as_numpy:
+    yield from batches
+    return
+  from jaxpu import train
+  sharding = train.batch_sharding(mesh)
+  queue = collections.deque()
+  for batch in batches:
+    queue.append({k: jax.make_array_from_process_local_data(sharding, v)
+                  for k, v in batch.items()})
+    if len(queue) > device_prefetch:
+      yield queue.popleft()
+  while queue:
+    yield queue.popleft()
+
+
+class Data:
+  """A prepared dataset: iterators plus metadata (see the module docstring).
+
+  Attributes:
+    name, task: the dataset and task.
+    num_classes: number of label values, background included.
+    class_names: one name per label value.
+    image_shape: shape of one `"image"` (`(H, W, 3)`, or `(2,)` for moons).
+    batch_size: the global batch size.
+    steps_per_epoch: full global batches per epoch of the training split.
+    num_train_examples, num_eval_examples: after selection, over all hosts.
+    mean, std: the per-channel normalisation of the images.
+  """
+
+  def __init__(self, *, name, task, kind, class_names, train, evaluation, batch_size,
+               eval_batch_size, seed, augment, mean, std, mesh, as_numpy):
+    self.name, self.task, self.kind = name, task, kind
+    self.class_names = tuple(class_names)
+    self.num_classes = len(self.class_names)
+    self.batch_size, self.eval_batch_size = batch_size, eval_batch_size
+    self.seed, self.augment = seed, augment
+    self.mean, self.std = tuple(mean), tuple(std)
+    self._mesh, self._as_numpy = mesh, as_numpy
+    self._local_batch = _local_batch(batch_size, mesh)
+    self._local_eval_batch = _local_batch(eval_batch_size, mesh)
+    self._train, self._eval = train, evaluation
+    local_train = len(train["id"]) if train else 0
+    local_eval = len(evaluation["id"]) if evaluation else 0
+    if local_train == 0:
+      raise ValueError(f"{name}: the training split is empty after selection "
+                       "(check fold/phase/single_object).")
+    self.num_train_examples = _over_hosts(local_train, np.sum)
+    self.num_eval_examples = _over_hosts(local_eval, np.sum)
+    self.steps_per_epoch = _over_hosts(local_train) // self._local_batch
+    if self.steps_per_epoch == 0:
+      raise ValueError(f"{name}: batch size {batch_size} exceeds the "
+                       f"{self.num_train_examples} training examples; use a smaller batch.")
+    self.num_eval_batches = math.ceil(_over_hosts(local_eval, np.max) / self._local_eval_batch)
+    self.image_shape = tuple(train["image"].shape[1:])
+    self._resident = None
+
+  def __repr__(self):
+    return (f"Data({self.name!r}, task={self.task!r}, num_classes={self.num_classes}, "
+            f"image_shape={self.image_shape}, batch_size={self.batch_size}, "
+            f"steps_per_epoch={self.steps_per_epoch}, train={self.num_train_examples}, "
+            f"eval={self.num_eval_examples})")
+
+  def epoch_order(self, epoch):
+    """(positions [steps, batch], flips [steps, batch]) of this host's epoch `epoch`."""
+    n = len(self._train["id"])
+    steps, batch = self.steps_per_epoch, self._local_batch
+    epoch = tf.cast(epoch, tf.int64)
+    key = tf.random.experimental.stateless_fold_in(
+        tf.constant([self.seed, _SHUFFLE_SALT], tf.int64), epoch, alg="philox")
+    order = tf.random.experimental.stateless_shuffle(tf.range(n, dtype=tf.int64), key,
+                                                     alg="philox")[:steps * batch]
+    flip_key = tf.random.experimental.stateless_fold_in(
+        tf.constant([self.seed, _FLIP_SALT], tf.int64), epoch, alg="philox")
+    flips = tf.random.stateless_uniform([steps * batch], flip_key, alg="philox") < 0.5
+    return tf.reshape(order, [steps, batch]), tf.reshape(flips, [steps, batch])
+
+  def train_dataset(self, start_step: int = 0) -> tf.data.Dataset:
+    """The tf.data pipeline of this host's training batches from `start_step`."""
+    first_epoch, skip = divmod(_check_step(start_step), self.steps_per_epoch)
+    batcher = _Batcher(self._train, self.kind, self.mean, self.std, self.augment)
+    ds = tf.data.Dataset.range(first_epoch, 2 ** 62).flat_map(
+        lambda e: tf.data.Dataset.from_tensor_slices(self.epoch_order(e))).skip(skip)
+    ds = ds.map(batcher, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    return ds.prefetch(tf.data.AUTOTUNE)
+
+  def _resident_batches(self, start_step: int) -> Iterator[dict]:
+    """Feature datasets (moons): the training set lives on the devices and each
+    step is one jitted gather, the same batches as `train_dataset` (whose
+    per-batch host overhead would exceed an MLP step)."""
+    from jaxpu import train
+    if self._resident is None:
+      keys = [k for k in ("image", "label", "true_label") if k in self._train]
+      replicated = jax.sharding.NamedSharding(self._mesh, jax.sharding.PartitionSpec())
+      data = {k: jax.device_put(self._train[k].astype(
+          np.float32 if k == "image" else np.int32), replicated) for k in keys}
+      gather = jax.jit(lambda d, i: {k: v[i] for k, v in d.items()},
+                       out_shardings=train.batch_sharding(self._mesh))
+      self._resident = data, gather
+    data, gather = self._resident
+    first_epoch, skip = divmod(_check_step(start_step), self.steps_per_epoch)
+    orders = (tf.data.Dataset.range(first_epoch, 2 ** 62)
+              .map(lambda e: tf.cast(self.epoch_order(e)[0], tf.int32))
+              .batch(16).prefetch(1).as_numpy_iterator())  # 16 epochs per host round trip
+    for chunk in orders:
+      for order in chunk:
+        for index in order[skip:]:
+          yield gather(data, index)
+        skip = 0
+
+  def eval_dataset(self) -> tf.data.Dataset:
+    """The tf.data pipeline of this host's evaluation batches (padded with void)."""
+    n = len(self._eval["id"]) if self._eval else 0
+    if n == 0:
+      raise ValueError(f"{self.name}: the evaluation split is empty after selection.")
+    batch = self._local_eval_batch
+    batcher = _Batcher(self._eval, self.kind, self.mean, self.std, augment=False)
+
+    def indices(b):
+      position = b * batch + tf.range(batch, dtype=tf.int64)
+      return tf.minimum(position, n - 1), tf.zeros([batch], tf.bool), position < n
+
+    ds = tf.data.Dataset.range(self.num_eval_batches).map(indices)
+    ds = ds.map(batcher, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    return ds.prefetch(tf.data.AUTOTUNE)
+
+  def train_iter(self, start_step: int = 0) -> Iterator[dict]:
+    """Endless training batches from step `start_step` (for `jaxpu.train.fit`)."""
+    if self.kind == "features" and not self._as_numpy and jax.process_count() == 1:
+      return self._resident_batches(start_step)
+    return _deliver(self.train_dataset(start_step), self._mesh, self._as_numpy)
+
+  def eval_iter(self) -> Iterator[dict]:
+    """One pass over the evaluation split, in order."""
+    return _deliver(self.eval_dataset(), self._mesh, self._as_numpy)
+
+
+# ----------------------------------------------------------------------------
+# Entry points.
+# ----------------------------------------------------------------------------
+
+
+def _shard():
+  return jax.process_index(), jax.process_count()
+
+
+def make_segmentation_data(
+    name: str = "synthetic", *, batch_size: int, task: str = "multiclass",
+    fold: int | None = None, phase: str = "pretrain", fold_handling: str = "exclude",
+    corruption=None, noise_seed: int = 0, seed: int = 0, subsample: float | None = None,
+    target: int | None = None, grouping_seed: int = 0, augment: bool = False,
+    single_object: bool | None = None,
+    downsample: int | None = None, image_size: int | None = None, config=None,
+    train_split: str | None = None, eval_split: str | None = None,
+    eval_batch_size: int | None = None, with_true_label: bool = False,
+    data_dir: str | None = None, manual_dir: str | None = None, mesh=None,
+    as_numpy: bool = False) -> Data:
+  """Training and evaluation data of a segmentation experiment.
+
+  Args:
+    name: "synthetic" (embedded, default) or "voc" (VOC2011 + SBD).
+    batch_size: global batch size, a multiple of the mesh's device count.
+    task: label space, see the module docstring (`TASKS`).
+    fold, phase: None (all 20 classes), or fold 1..4 with phase "pretrain"
+      (the 15 other classes) or "finetune" (the fold's 5 classes).
+    fold_handling: pre-training on a fold: "exclude" the images with a fold
+      object (the thesis, single-object images) or make those objects
+      "background".
+    corruption: None or "unsegment_objects:p" | "mislabel_objects:p" |
+      "false_positive_objects:p" (training split only).
+    noise_seed: seed of the corruption and of `subsample` (one fixed noisy
+      dataset per seed).
+    seed: seed of the shuffling and augmentation.
+    subsample: keep each training example with this probability (None: all).
+    target: Table 5's target class id (default: dog, or cat on fold 3).
+    grouping_seed: seed of "random_categories:K".
+    augment: random horizontal flips of training batches.
+    single_object: keep only single-object images (default: True for voc).
+    downsample: image down-sampling factor (default: 4 for voc, else 1).
+    image_size: side of the square batches (voc: padded with void; default
+      the ×`downsample` VOC maximum rounded up to 8, 128 at ×4; synthetic:
+      selects the config's image size).
+    config: synthetic config name or `synthetic.SyntheticConfig` ("single").
+    train_split, eval_split: default train / test (voc: train / seg11valid).
+    eval_batch_size: default `batch_size`.
+    with_true_label: also deliver the uncorrupted label as "true_label".
+    data_dir: TFDS data dir (default `$JAXPU_DATA_DIR` or ~/tensorflow_datasets).
+    manual_dir: voc: the folder with the downloaded archives.
+    mesh: device mesh (default `jaxpu.train.make_mesh()`).
+    as_numpy: deliver NumPy dicts instead of global device arrays.
+  """
+  if name not in SEGMENTATION_DATASETS:
+    raise ValueError(f"Unknown segmentation dataset {name!r}; choose one of "
+                     f"{list(SEGMENTATION_DATASETS)}.")
+  if downsample is not None and (isinstance(downsample, bool) or
+                                 not isinstance(downsample, (int, np.integer)) or downsample < 1):
+    raise ValueError(f"downsample must be a positive int, got {downsample!r}.")
+  if phase not in ("pretrain", "finetune"):
+    raise ValueError(f"phase must be 'pretrain' or 'finetune', got {phase!r}.")
+  _check_subsample(subsample)
+  mesh = _default_mesh() if mesh is None else mesh
+  corruption = parse_corruption(corruption, SEGMENTATION_CORRUPTIONS)
+  selected = selected_classes(fold, phase)
+  if target is None:
+    target = classes.false_positive_target(fold)
+  names = classes.class_names(name)
+  mapping, class_names = task_mapping(
+      task, selected, names, grouping_seed=grouping_seed, target=target,
+      supercategory_names=(classes.SUPERCATEGORIES if name == "voc"
+                           else classes.SYNTHETIC_SUPERCATEGORIES))
+  if name == "voc":
+    single_object = True if single_object is None else single_object
+    downsample = 4 if downsample is None else downsample
+    image_size = image_size or 8 * math.ceil(math.ceil(VOC_MAX_SIDE / downsample) / 8)
+    mean, std = IMAGENET_MEAN, IMAGENET_STD
+    train_split, eval_split = train_split or "train", eval_split or "seg11valid"
+
+    def load(split):
+      from jaxpu.data import voc
+      return voc.segmentation_examples(split, data_dir=data_dir, manual_dir=manual_dir,
+                                       shard=_shard())
+  else:
+    single_object = bool(single_object)
+    downsample = downsample or 1
+    config = synthetic.synthetic_config(config or "single")
+    if image_size and image_size != config.image_size:
+      config = synthetic.synthetic_config(config, image_size=image_size)
+    image_size = config.image_size // downsample if downsample > 1 else None
+    mean, std = SYNTHETIC_MEAN, SYNTHETIC_STD
+    train_split, eval_split = train_split or "train", eval_split or "test"
+
+    def load(split):
+      return synthetic.segmentation_examples(split, config=config, data_dir=data_dir,
+                                             shard=_shard())
+  fill = np.round(np.asarray(mean) * 255)
+  keep_fold = (noise.fold_filter(phase, fold, fold_handling) if fold is not None else None)
+  table = noise.lookup_table(mapping)
+  corrupt = _segmentation_corruption(corruption, noise_seed, selected, target)
+
+  def prepare(split, train):
+    ds = load(split)
+    if image_size:
+      ds = ds.map(lambda ex: resize_and_pad(ex, downsample, image_size, fill),
+                  num_parallel_calls=tf.data.AUTOTUNE)
+    if single_object:
+      ds = ds.filter(_is_single_object)
+    if keep_fold is not None:
+      ds = ds.filter(keep_fold)
+    if train and subsample is not None:
+      ds = ds.filter(lambda ex: noise.subsample(ex, subsample, noise_seed))
+    if with_true_label:
+      ds = ds.map(lambda ex: {**ex, "true_label": ex["label"]})
+    if train and corrupt is not None:
+      ds = ds.map(corrupt, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    ds = ds.map(lambda ex: _keep(noise.relabel(ex, table), ("id", "image", "label", "true_label")),
+                num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    return _materialise(ds)
+
+  return Data(name=name, task=task, kind="segmentation", class_names=class_names,
+              train=prepare(train_split, True), evaluation=prepare(eval_split, False),
+              batch_size=batch_size, eval_batch_size=eval_batch_size or batch_size, seed=seed,
+              augment=augment, mean=mean, std=std, mesh=mesh, as_numpy=as_numpy)
+
+
+def _segmentation_corruption(corruption, noise_seed, selected, target) -> Callable | None:
+  if corruption is None:
+    return None
+  name, rate = corruption
+  if name == "unsegment_objects":
+    return lambda ex: noise.unsegment_objects(ex, rate, noise_seed)
+  if name == "mislabel_objects":
+    return lambda ex: noise.mislabel_objects(ex, rate, noise_seed, candidates=selected)
+  return lambda ex: noise.false_positive_objects(ex, rate, noise_seed, target=target,
+                                                 candidates=selected)
+
+
+def make_classification_data(
+    name: str = "synthetic", *, batch_size: int, corruption=None, noise_seed: int = 0,
+    seed: int = 0, subsample: float | None = None, relevant: Sequence[int] | None = None,
+    augment: bool = False,
+    image_size: int | None = None, config=None, train_split: str | None = None,
+    eval_split: str | None = None, eval_batch_size: int | None = None,
+    with_true_label: bool = False, data_dir: str | None = None, download: bool = False,
+    mesh=None, as_numpy: bool = False) -> Data:
+  """Training and evaluation data of a classification experiment (§5.1).
+
+  Relevant classes are 1..K, the non-relevant class is 0:
+  - "synthetic": the classification view of the embedded data; `relevant`
+    category ids (default folds 1-2, ids 1..10) → 1..10, the rest → 0;
+  - "cifar": CIFAR-10 → 1..10, CIFAR-100 → 0 (11 classes);
+  - "digits": `relevant` digits (default 0..4) → 1..5, the rest → 0;
+  - "moons": 2-D points, positive class 1 (`image` is `[B, 2]`).
+
+  Args:
+    corruption: None or "pu_labels:f": each relevant training example keeps
+      its label with probability f, else becomes 0 (§5.1.1, §5.1.2).
+    subsample: None, or keep each training example with this probability,
+      labels untouched (Table 1's 50%(R+N): about half of every class). The
+      draw is stateless per example id, seeded by `noise_seed` and
+      independent of the `pu_labels` draw (`noise.subsample`).
+    image_size: digits: side of the resized images (default 32); synthetic:
+      selects the config's image size.
+    download: cifar: let TFDS download missing data (needs network); by
+      default missing data raises at once, saying what to run.
+    Others as in `make_segmentation_data`.
+  """
+  if name not in CLASSIFICATION_DATASETS:
+    raise ValueError(f"Unknown classification dataset {name!r}; choose one of "
+                     f"{list(CLASSIFICATION_DATASETS)}.")
+  _check_subsample(subsample)
+  mesh = _default_mesh() if mesh is None else mesh
+  corruption = parse_corruption(corruption, CLASSIFICATION_CORRUPTIONS)
+  table = None
+  kind = "classification"
+  train_split, eval_split = train_split or "train", eval_split or "test"
+  if name == "synthetic":
+    config = synthetic.synthetic_config(config or "single")
+    if image_size and image_size != config.image_size:
+      config = synthetic.synthetic_config(config, image_size=image_size)
+    relevant = tuple(relevant) if relevant is not None else classes.FOLDS[0] + classes.FOLDS[1]
+    bad = [c for c in relevant if not 1 <= c <= classes.NUM_CLASSES]
+    if bad or len(set(relevant)) != len(relevant):
+      raise ValueError(f"relevant must be distinct category ids 1..20, got {relevant!r}.")
+    table = noise.lookup_table({c: i + 1 for i, c in enumerate(relevant)})
+    class_names = ("other",) + tuple(classes.SYNTHETIC_CLASSES[c - 1] for c in relevant)
+    mean, std = SYNTHETIC_MEAN, SYNTHETIC_STD
+
+    def load(split):
+      return synthetic.classification_examples(split, config=config, data_dir=data_dir,
+                                               shard=_shard())
+  elif name == "cifar":
+    from jaxpu.data import cifar
+    _no_option(name, relevant=relevant, image_size=image_size)
+    class_names, mean, std = cifar.CLASS_NAMES, cifar.MEAN, cifar.STD
+
+    def load(split):
+      return cifar.classification_examples(split, data_dir=data_dir, shard=_shard(),
+                                           download=download)
+  elif name == "digits":
+    from jaxpu.data import digits
+    relevant = tuple(relevant) if relevant is not None else digits.DEFAULT_RELEVANT
+    class_names, mean, std = digits.class_names(relevant), digits.MEAN, digits.STD
+
+    def load(split):
+      return digits.classification_examples(split, relevant=relevant,
+                                            image_size=image_size or 32, shard=_shard())
+  else:
+    from jaxpu.data import moons
+    _no_option(name, relevant=relevant, image_size=image_size, augment=augment or None)
+    class_names, mean, std, kind = moons.CLASS_NAMES, (0.0, 0.0), (1.0, 1.0), "features"
+
+    def load(split):
+      return moons.classification_examples(split, shard=_shard())
+
+  def prepare(split, train):
+    ds = load(split)
+    if table is not None:
+      ds = ds.map(lambda ex: noise.relabel(ex, table))
+    if train and subsample is not None:
+      ds = ds.filter(lambda ex: noise.subsample(ex, subsample, noise_seed))
+    if with_true_label:
+      ds = ds.map(lambda ex: {**ex, "true_label": ex["label"]})
+    if train and corruption is not None:
+      rate = corruption[1]
+      ds = ds.map(lambda ex: noise.pu_labels(ex, rate, noise_seed),
+                  num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    return _materialise(ds.map(lambda ex: _keep(ex, ("id", "image", "label", "true_label"))))
+
+  return Data(name=name, task="classification", kind=kind, class_names=class_names,
+              train=prepare(train_split, True), evaluation=prepare(eval_split, False),
+              batch_size=batch_size, eval_batch_size=eval_batch_size or batch_size, seed=seed,
+              augment=augment, mean=mean, std=std, mesh=mesh, as_numpy=as_numpy)
+
+
+def _check_subsample(subsample):
+  if subsample is not None and (isinstance(subsample, bool) or
+                                not isinstance(subsample, (int, float, np.floating)) or
+                                not 0 < subsample <= 1):
+    raise ValueError(f"subsample must be a fraction in (0, 1] (or None), got {subsample!r}.")
+
+
+def _no_option(name, **options):
+  given = sorted(k for k, v in options.items() if v is not None)
+  if given:
+    raise ValueError(f"Dataset {name!r} does not take option(s) {given}.")

@@ -1,0 +1,241 @@
+"""VOC2011 + SBD builder on tiny archives written in the real formats."""
+
+import io
+import os
+import tarfile
+
+import numpy as np
+import PIL.Image
+import pytest
+import scipy.io
+
+from jaxpu import data as data_lib
+from jaxpu.data import voc
+
+VOC_DIR = "TrainVal/VOCdevkit/VOC2011"
+SBD_DIR = "benchmark_RELEASE/dataset"
+# name: (split lists it is in, [(class, box)], height, width); VOC classes: 1 aeroplane,
+# 2 bicycle, 3 bird, 6 bus, 7 car, 8 cat, 12 dog, 13 horse, 15 person, 17 sheep.
+IMAGES = {
+    "2008_000002": ({"voc_train"}, [(12, (4, 30, 6, 40))], 40, 52),
+    "2008_000003": ({"voc_train"}, [(15, (2, 18, 2, 20)), (3, (22, 36, 24, 44))], 40, 48),
+    "2008_000004": ({"voc_val"}, [(7, (8, 28, 8, 36))], 36, 44),
+    "2008_000005": ({"voc_val", "sbd_train"}, [(1, (5, 25, 5, 25))], 32, 40),
+    "2008_000006": ({"sbd_train"}, [(8, (3, 20, 10, 30))], 40, 40),
+    "2008_000007": ({"sbd_train"}, [(2, (2, 15, 2, 15)), (2, (20, 35, 20, 35))], 40, 40),
+    "2008_000008": ({"sbd_val"}, [(6, (10, 30, 4, 44))], 44, 48),
+    "2008_000009": ({"sbd_train"}, [(13, (6, 26, 6, 30))], 36, 36),
+    "2008_000010": ({"sbd_train"}, [(17, (0, 20, 0, 20))], 40, 44),
+}
+
+
+def voc_palette():
+  """The PASCAL VOC colour map (bit-interleaved), 256 RGB entries."""
+  palette = []
+  for i in range(256):
+    r = g = b = 0
+    c = i
+    for j in range(8):
+      r |= ((c >> 0) & 1) << (7 - j)
+      g |= ((c >> 1) & 1) << (7 - j)
+      b |= ((c >> 2) & 1) << (7 - j)
+      c >>= 3
+    palette += [r, g, b]
+  return palette
+
+
+def masks(name, void_band):
+  """(class mask, instance mask, classes) of an image: boxes with a 1-pixel void band."""
+  _, objects, h, w = IMAGES[name]
+  cls = np.zeros((h, w), np.uint8)
+  inst = np.zeros((h, w), np.uint8)
+  for k, (c, (r0, r1, c0, c1)) in enumerate(objects, start=1):
+    if void_band:
+      cls[max(r0 - 1, 0):r1 + 1, max(c0 - 1, 0):c1 + 1] = 255
+      inst[max(r0 - 1, 0):r1 + 1, max(c0 - 1, 0):c1 + 1] = 255
+    cls[r0:r1, c0:c1] = c
+    inst[r0:r1, c0:c1] = k
+  return cls, inst, [c for c, _ in objects]
+
+
+def _png(array):
+  image = PIL.Image.frombytes("P", array.shape[::-1], np.ascontiguousarray(array).tobytes())
+  image.putpalette(voc_palette())
+  buffer = io.BytesIO()
+  image.save(buffer, format="PNG")
+  return buffer.getvalue()
+
+
+def _jpeg(name):
+  _, _, h, w = IMAGES[name]
+  rng = np.random.default_rng(int(name[-3:]))
+  buffer = io.BytesIO()
+  PIL.Image.fromarray(rng.integers(0, 255, (h, w, 3), dtype=np.uint8)).save(buffer, "JPEG")
+  return buffer.getvalue()
+
+
+def _cells(n):
+  """A MATLAB cell array (n x 1) of empty matrices, like SBD's Boundaries."""
+  cells = np.empty((n, 1), object)
+  for i in range(n):
+    cells[i, 0] = np.zeros((0, 0))
+  return cells
+
+
+def _mat(cls_or_inst, name):
+  cls, inst, categories = masks(name, void_band=False)
+  buffer = io.BytesIO()
+  if cls_or_inst == "cls":
+    scipy.io.savemat(buffer, {"GTcls": {
+        "Segmentation": cls, "CategoriesPresent": np.array(sorted(set(categories)), np.uint8),
+        "Boundaries": _cells(20)}})
+  else:
+    scipy.io.savemat(buffer, {"GTinst": {
+        "Segmentation": inst, "Categories": np.array(categories, np.uint8)[:, None],
+        "Boundaries": _cells(len(categories))}})
+  return buffer.getvalue()
+
+
+def _add(tar, path, content):
+  info = tarfile.TarInfo(path)
+  info.size = len(content)
+  tar.addfile(info, io.BytesIO(content))
+
+
+def _lists(tag):
+  return ("\n".join(n for n, (s, *_) in IMAGES.items() if tag in s) + "\n").encode()
+
+
+def write_archives(manual_dir):
+  """The two archives, with the official names and folder layouts."""
+  os.makedirs(manual_dir, exist_ok=True)
+  with tarfile.open(os.path.join(manual_dir, voc.VOC_ARCHIVE), "w") as tar:
+    for name, (splits, *_) in IMAGES.items():
+      if splits & {"voc_train", "voc_val"}:
+        cls, inst, _ = masks(name, void_band=True)
+        _add(tar, f"{VOC_DIR}/JPEGImages/{name}.jpg", _jpeg(name))
+        _add(tar, f"{VOC_DIR}/SegmentationClass/{name}.png", _png(cls))
+        _add(tar, f"{VOC_DIR}/SegmentationObject/{name}.png", _png(inst))
+    _add(tar, f"{VOC_DIR}/ImageSets/Segmentation/train.txt", _lists("voc_train"))
+    _add(tar, f"{VOC_DIR}/ImageSets/Segmentation/val.txt", _lists("voc_val"))
+  with tarfile.open(os.path.join(manual_dir, voc.SBD_ARCHIVE), "w:gz") as tar:
+    for name, (splits, *_) in IMAGES.items():
+      if splits & {"sbd_train", "sbd_val"}:
+        _add(tar, f"{SBD_DIR}/img/{name}.jpg", _jpeg(name))
+        _add(tar, f"{SBD_DIR}/cls/{name}.mat", _mat("cls", name))
+        _add(tar, f"{SBD_DIR}/inst/{name}.mat", _mat("inst", name))
+    _add(tar, f"{SBD_DIR}/train.txt", _lists("sbd_train"))
+    _add(tar, f"{SBD_DIR}/val.txt", _lists("sbd_val"))
+
+
+@pytest.fixture(scope="module")
+def dirs(tmp_path_factory):
+  root = tmp_path_factory.mktemp("voc")
+  manual, data_dir = str(root / "manual"), str(root / "tfds")
+  write_archives(manual)
+  voc.load(data_dir, manual)
+  return data_dir, manual
+
+
+@pytest.fixture(scope="module")
+def examples(dirs):
+  builder = voc.load(dirs[0])
+  return {split: {ex["name"].decode(): ex for ex in builder.as_dataset(split=split)
+                  .as_numpy_iterator()} for split in ("train", "validation", "seg11valid")}
+
+
+def test_splits_follow_the_fcn_protocol(examples):
+  assert sorted(examples["train"]) == [
+      "2008_000002", "2008_000003", "2008_000006", "2008_000007", "2008_000008",
+      "2008_000009", "2008_000010"]  # SBD train+val + VOC train, minus VOC val
+  assert sorted(examples["validation"]) == ["2008_000004", "2008_000005"]
+  assert sorted(examples["seg11valid"]) == ["2008_000004"]  # VOC val not in SBD train
+
+
+def test_split_ids_with_and_without_the_seg11valid_file():
+  splits = voc.split_ids(["a"], ["b", "c"], ["c", "d"], ["a", "e"])
+  assert splits == {"train": ["a", "d", "e"], "validation": ["b", "c"], "seg11valid": ["b"]}
+  assert voc.split_ids(["a"], ["b", "c"], ["c"], [], seg11=["c"])["seg11valid"] == ["c"]
+
+
+def test_masks_and_objects_are_read_from_png_and_mat(examples):
+  for split in examples.values():
+    for name, ex in split.items():
+      sources, objects, h, w = IMAGES[name]
+      from_voc = bool(sources & {"voc_train", "voc_val"})
+      cls, inst, categories = masks(name, void_band=from_voc)
+      assert ex["id"] == int(name.replace("_", ""))
+      assert ex["image"].shape == (h, w, 3)
+      np.testing.assert_array_equal(ex["class_mask"][..., 0], cls)
+      np.testing.assert_array_equal(ex["instance_mask"][..., 0], inst)
+      assert ex["object_classes"].tolist() == categories
+  # 2008_000005 is in VOC val and SBD train: VOC's PNG (with void band) wins.
+  assert (examples["validation"]["2008_000005"]["class_mask"] == 255).any()
+
+
+def test_pipeline_single_objects_downsampled_and_padded(dirs):
+  data_dir, manual = dirs
+  data = data_lib.make_segmentation_data("voc", batch_size=4, data_dir=data_dir,
+                                         manual_dir=manual, image_size=16, as_numpy=True)
+  assert data.num_train_examples == 5  # single-object training images
+  assert data.num_eval_examples == 1 and data.image_shape == (16, 16, 3)
+  batch = next(data.eval_iter())
+  label = batch["label"][0]  # 2008_000004: 36x44 -> 9x11, padded to 16x16 with void
+  assert (label[9:, :] == 255).all() and (label[:, 11:] == 255).all()
+  cls, _, _ = masks("2008_000004", void_band=True)
+  np.testing.assert_array_equal(label[:9, :11], cls[2::4, 2::4])  # nearest, pixel centres
+  assert (batch["label"][1:] == 255).all()  # padding examples
+  multi = data_lib.make_segmentation_data("voc", batch_size=4, data_dir=data_dir,
+                                          single_object=False, downsample=2, image_size=24,
+                                          eval_split="validation", as_numpy=True)
+  assert multi.num_train_examples == 7 and multi.num_eval_examples == 2
+
+
+def test_voc_batch_feeds_the_train_step_on_4_devices(dirs):
+  from tests.test_pipeline import run_train_step
+  # The synthetic test's shapes (32x32, batch 4), so one process compiles the step once.
+  data = data_lib.make_segmentation_data("voc", batch_size=4, data_dir=dirs[0], image_size=32,
+                                         task="binary", corruption="unsegment_objects:0.5")
+  run_train_step(data, "fcn_small", loss="logistic", width=0.25)
+
+
+def _tar(path, members):
+  with tarfile.open(path, "w") as tar:
+    for member, content in members:
+      if isinstance(member, tarfile.TarInfo):
+        tar.addfile(member)
+      else:
+        _add(tar, member, content)
+
+
+@pytest.mark.parametrize("member", ["../evil.txt", "/tmp/evil.txt", "ok/../../evil.txt"])
+def test_archives_with_escaping_members_are_refused(tmp_path, member):
+  archive = str(tmp_path / "bad.tar")
+  _tar(archive, [("ok/file.txt", b"fine"), (member, b"evil")])
+  with pytest.raises(voc.UnsafeArchiveError, match="would be written outside"):
+    voc.safe_extract(archive, str(tmp_path / "out" / "x"))
+  assert not os.path.exists(tmp_path / "out" / "x") and not os.path.exists(tmp_path / "evil.txt")
+
+
+def test_links_out_of_the_archive_are_refused(tmp_path):
+  link = tarfile.TarInfo("ok/link")
+  link.type, link.linkname = tarfile.SYMTYPE, "../../etc/passwd"
+  archive = str(tmp_path / "link.tar")
+  _tar(archive, [(link, None)])
+  with pytest.raises(voc.UnsafeArchiveError, match="points outside"):
+    voc.safe_extract(archive, str(tmp_path / "out"))
+
+
+def test_missing_files_say_what_to_put_where(tmp_path):
+  empty = tmp_path / "manual"
+  empty.mkdir()
+  with pytest.raises(FileNotFoundError, match=r"VOC2011 \(VOCtrainval_25-May-2011.tar\) not "
+                     "found") as info:
+    voc.load(str(tmp_path / "tfds"), str(empty))
+  assert "benchmark.tgz" in str(info.value) and "seg11valid.txt" in str(info.value)
+  write_archives(str(empty))
+  os.remove(empty / voc.SBD_ARCHIVE)
+  with pytest.raises(FileNotFoundError, match=r"SBD \(benchmark.tgz\) not found"):
+    voc.load(str(tmp_path / "tfds"), str(empty))
+  with pytest.raises(FileNotFoundError, match="The manual directory"):
+    voc.load(str(tmp_path / "tfds2"), str(tmp_path / "nowhere"))
