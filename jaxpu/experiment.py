@@ -74,6 +74,24 @@ def preset(presets: Mapping[str, Mapping[str, Any]], **overrides: Any) -> dict[s
   return config
 
 
+def enable_compilation_cache(path: str | None = None) -> str:
+  """Keeps XLA compilations on disk, shared by runs and processes; returns the folder.
+
+  Runs of one experiment compile the same steps again and again (every
+  fine-tuning of a table has the same shapes); on a loaded 2-core CPU one
+  compilation takes 10-45 s, a cache hit about 1 s. Folder: `path`, else
+  `$JAXPU_COMPILATION_CACHE`, else `~/.cache/jaxpu/xla`.
+  """
+  import jax  # pylint: disable=g-import-not-at-top
+  path = path or os.environ.get("JAXPU_COMPILATION_CACHE") or os.path.expanduser(
+      os.path.join("~", ".cache", "jaxpu", "xla"))
+  os.makedirs(path, exist_ok=True)
+  jax.config.update("jax_compilation_cache_dir", path)
+  jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+  jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+  return path
+
+
 def repeat_seeds() -> list[int]:
   """One seed per repeat: `--seed`, `--seed + 1`, ..."""
   return [FLAGS.seed + r for r in range(FLAGS.repeats)]

@@ -386,6 +386,37 @@ def softmax_negative(logits: ArrayLike, labels: ArrayLike,
                           (class_weights,), negative_class)
 
 
+def _generalized_softmax_negative_terms(log_p, labels, negative_class, alpha,
+                                        beta, gamma):
+  # log_softmax(β log_p) = log_softmax(β f): the shift log Σ exp f cancels.
+  log_q = jax.nn.log_softmax(beta * log_p, axis=-1)
+  others = jnp.arange(log_p.shape[-1]) != negative_class
+  log_not_negative = jax.nn.logsumexp(log_q, axis=-1, where=others)  # log(1 - q_0)
+  negative = alpha * jnp.exp(gamma * log_not_negative)
+  return jnp.where(labels == negative_class, negative, -_take(log_p, labels))
+
+
+def generalized_softmax_negative(logits: ArrayLike, labels: ArrayLike,
+                                 alpha: ArrayLike = 1., beta: ArrayLike = 1.,
+                                 gamma: ArrayLike = 1., negative_class: int = 0,
+                                 where: Optional[ArrayLike] = None) -> Array:
+  """Parametrised softmax loss for the negative class (thesis §6, multiclass).
+
+    l(f, 0) = α (1 - σ_0(β f))^γ,    l(f, y) = -log σ_y(f)   for y ≠ 0,
+
+  with 0 = ``negative_class`` and σ_k the softmax. The multiclass form of
+  :func:`generalized_sigmoid_negative`: with two classes, 1 - σ_0(β f) =
+  σ(β (f_1 - f_0)), so it equals that loss of the logit difference; α = β =
+  γ = 1 gives :func:`softmax_negative` (eq. 9). log(1 - σ_0(β f)) is computed
+  as the log-sum-exp of the other classes' log-softmax (no cancellation).
+  """
+  negative_class = int(negative_class)
+  _check_multiclass("generalized_softmax_negative", logits, labels, where, None,
+                    negative_class)
+  return _multiclass_loss(_generalized_softmax_negative_terms, logits, labels,
+                          where, (alpha, beta, gamma), negative_class)
+
+
 def _softmax_bootstrap_hard_terms(log_p, labels, negative_class, beta):
   predicted = jax.lax.stop_gradient(jnp.argmax(log_p, axis=-1))
   negative = (-beta * log_p[..., negative_class]
@@ -416,8 +447,14 @@ def softmax_bootstrap_hard(logits: ArrayLike, labels: ArrayLike,
 # ----------------------------------------------------------------------------
 
 
-def _pu_partial_risks(logits, labels, where):
-  """Empirical partial risks with the sigmoid surrogate ℓ(z) = σ(-z).
+# Surrogate losses ℓ(z) of the PU risks: sigmoid σ(-z) (bounded, Kiryo et
+# al.'s default) and logistic log(1 + exp(-z)) (unbounded).
+PU_SURROGATES = {"sigmoid": lambda z: jax.nn.sigmoid(-z),
+                 "logistic": lambda z: jax.nn.softplus(-z)}
+
+
+def _pu_partial_risks(logits, labels, where, surrogate="sigmoid"):
+  """Empirical partial risks with the surrogate ℓ (default sigmoid: σ(-z)).
 
   Returns (R_p^+, R_p^-, R_u^-, any_bad):
     R_p^+ = Σ_P ℓ(f) / max(1, n_p),   R_p^- = Σ_P ℓ(-f) / max(1, n_p),
@@ -429,8 +466,9 @@ def _pu_partial_risks(logits, labels, where):
   unlabeled = valid & in_range & ~positive
   n_p = jnp.maximum(1., jnp.sum(positive, dtype=f.dtype))
   n_u = jnp.maximum(1., jnp.sum(unlabeled, dtype=f.dtype))
-  loss_as_positive = jax.nn.sigmoid(-f)   # ℓ(f)
-  loss_as_negative = jax.nn.sigmoid(f)    # ℓ(-f)
+  loss = PU_SURROGATES[surrogate]
+  loss_as_positive = loss(f)   # ℓ(f)
+  loss_as_negative = loss(-f)  # ℓ(-f)
   r_p_plus = jnp.sum(jnp.where(positive, loss_as_positive, 0.)) / n_p
   r_p_minus = jnp.sum(jnp.where(positive, loss_as_negative, 0.)) / n_p
   r_u_minus = jnp.sum(jnp.where(unlabeled, loss_as_negative, 0.)) / n_u
@@ -463,16 +501,21 @@ def upu_risk(logits: ArrayLike, labels: ArrayLike, prior: ArrayLike,
   return _upu_risk(logits, labels, prior, where)
 
 
-@jax.jit
-def _nnpu_risk(logits, labels, prior, beta, gamma, where):
-  r_p_plus, r_p_minus, r_u_minus, any_bad = _pu_partial_risks(logits, labels,
-                                                              where)
+def _nnpu_objective(r_p_plus, r_p_minus, r_u_minus, prior, beta, gamma):
+  """The nnPU value with Kiryo et al.'s gradient (see :func:`nnpu_risk`)."""
   positive_risk = prior * r_p_plus
   negative_risk = r_u_minus - prior * r_p_minus
   value = positive_risk + jnp.maximum(0., negative_risk)
   descent_objective = jnp.where(negative_risk < -beta, -gamma * negative_risk,
                                 positive_risk + negative_risk)
-  risk = descent_objective + jax.lax.stop_gradient(value - descent_objective)
+  return descent_objective + jax.lax.stop_gradient(value - descent_objective)
+
+
+@jax.jit
+def _nnpu_risk(logits, labels, prior, beta, gamma, where):
+  r_p_plus, r_p_minus, r_u_minus, any_bad = _pu_partial_risks(logits, labels,
+                                                              where)
+  risk = _nnpu_objective(r_p_plus, r_p_minus, r_u_minus, prior, beta, gamma)
   return jnp.where(any_bad, jnp.nan, risk)
 
 
@@ -503,6 +546,122 @@ def nnpu_risk(logits: ArrayLike, labels: ArrayLike, prior: ArrayLike,
   _check_prior("nnpu_risk", prior)
   _check_labels("nnpu_risk", labels, where, 2)
   return _nnpu_risk(logits, labels, prior, beta, gamma, where)
+
+
+@functools.partial(jax.jit, static_argnums=(5, 7))
+def _softmax_nnpu_risk(logits, labels, prior, beta, gamma, negative_class, where,
+                       surrogate):
+  logits = jnp.asarray(logits)
+  labels = jnp.asarray(labels)
+  num_classes = logits.shape[-1]
+  shape = jnp.broadcast_shapes(logits.shape[:-1], labels.shape,
+                               *_where_shape(where))
+  logits = logits.astype(_compute_dtype(logits.dtype))
+  logits = jnp.broadcast_to(logits, shape + (num_classes,))
+  labels = jnp.broadcast_to(labels, shape)
+  valid = _valid_mask(where, shape)
+  in_range = (labels >= 0) & (labels < num_classes)
+  use = valid & in_range
+  logits = jnp.where(use[..., None], logits, 0.0)
+  relevant = jnp.arange(num_classes) != negative_class
+  z = (jnp.max(jnp.where(relevant, logits, -jnp.inf), axis=-1)
+       - logits[..., negative_class])
+  log_relevant = jax.nn.logsumexp(logits, axis=-1, where=relevant)
+  # Binary PU labels: 1 = labelled relevant, 0 = unlabelled; 2 marks an
+  # out-of-range label, which the partial risks flag (NaN) where valid.
+  binary = jnp.where(in_range, (labels != negative_class).astype(jnp.int32), 2)
+  r_p_plus, r_p_minus, r_u_minus, any_bad = _pu_partial_risks(z, binary, valid,
+                                                              surrogate)
+  risk = _nnpu_objective(r_p_plus, r_p_minus, r_u_minus, prior, beta, gamma)
+  positive = use & (labels != negative_class)
+  first_relevant = 1 if negative_class == 0 else 0
+  safe_labels = jnp.where(positive, labels, first_relevant)
+  cross_entropy = log_relevant - _take(logits, safe_labels)  # -log softmax_rel
+  n_p = jnp.maximum(1., jnp.sum(positive, dtype=z.dtype))
+  risk = risk + jnp.sum(jnp.where(positive, cross_entropy, 0.)) / n_p
+  return jnp.where(any_bad, jnp.nan, risk)
+
+
+def softmax_nnpu_risk(logits: ArrayLike, labels: ArrayLike, prior: ArrayLike,
+                      beta: ArrayLike = 0., gamma: ArrayLike = 1.,
+                      negative_class: int = 0, surrogate: str = "sigmoid",
+                      where: Optional[ArrayLike] = None) -> Array:
+  """Non-negative PU risk for K relevant classes and one non-relevant class.
+
+  An extension of :func:`nnpu_risk` (Kiryo et al. 2017) to the §5.1.2 setup
+  (labels 1..K = labelled relevant examples, 0 = ``negative_class`` =
+  unlabelled: non-relevant or unlabelled relevant), in two parts:
+
+  1. nnPU on the relevant-vs-non-relevant margin
+
+       z = max_{k≠0} f_k - f_0,
+
+     with the labelled examples as P and label 0 as U: value and gradient
+     as :func:`nnpu_risk` (prior π = ``prior``, β, γ), with the surrogate
+     ℓ = ``surrogate``: "sigmoid" σ(-z) as in :func:`nnpu_risk`, or
+     "logistic" log(1 + exp(-z)), which does not saturate on confidently
+     wrong scores (a network that starts out calling everything
+     non-relevant still gets a gradient). The argmax of the logits picks a
+     relevant class exactly when z > 0, so the usual argmax prediction is
+     this binary classifier's decision (with z = log Σ_{k≠0} exp f_k - f_0,
+     an example whose relevant mass is spread over several classes would be
+     relevant to the loss but non-relevant to the argmax). The gradient of
+     the max reaches the largest relevant logit;
+  2. plus the cross entropy among the relevant classes on the labelled
+     examples, mean over them (normaliser max(1, n_p)):
+
+       (1 / n_p) Σ_{i ∈ P} -log( exp f_{y_i} / Σ_{k≠0} exp f_k ).
+
+  With one relevant class the second part is 0 and, with the sigmoid
+  surrogate, this is ``nnpu_risk(f_1 - f_0, labels, prior, beta, gamma)``.
+  ``prior`` is the relevant-class prior of the unlabelled (label 0) data,
+  as in :func:`nnpu_risk` (see :func:`unlabelled_prior`). Returns a scalar
+  (batch level); `where` as for every loss; unmasked out-of-range labels
+  give NaN under jit.
+  """
+  negative_class = int(negative_class)
+  if surrogate not in PU_SURROGATES:
+    raise ValueError(f"softmax_nnpu_risk: surrogate must be one of "
+                     f"{sorted(PU_SURROGATES)}, got {surrogate!r}.")
+  _check_prior("softmax_nnpu_risk", prior)
+  _check_multiclass("softmax_nnpu_risk", logits, labels, where, None,
+                    negative_class)
+  if jnp.shape(logits)[-1] < 2:
+    raise ValueError("softmax_nnpu_risk: needs at least 2 classes (one relevant "
+                     f"and the non-relevant one), got logits of shape "
+                     f"{jnp.shape(logits)}.")
+  return _softmax_nnpu_risk(logits, labels, prior, beta, gamma, negative_class,
+                            where, surrogate)
+
+
+def unlabelled_prior(num_labelled: float, num_unlabelled: float,
+                     labelled_fraction: float) -> float:
+  """The positive-class prior of the unlabelled set, from the labelled fraction.
+
+  In the PU setup of §5.1 every positive example is labelled with a known
+  probability c = ``labelled_fraction`` and otherwise joins the unlabelled
+  set (label 0). The n_L labelled examples are then a fraction c of the
+  positives, so n_L (1 - c) / c positives hide among the n_U unlabelled
+  examples, and the prior that :func:`nnpu_risk` / :func:`softmax_nnpu_risk`
+  need (the positive share of the unlabelled data) is
+
+    π = n_L (1 - c) / (c n_U).
+
+  E.g. half of a balanced set labelled (c = 0.5): π = 1/3.
+  """
+  if not 0. < labelled_fraction <= 1.:
+    raise ValueError(f"unlabelled_prior: labelled_fraction must be in (0, 1], got "
+                     f"{labelled_fraction}.")
+  if num_labelled <= 0 or num_unlabelled <= 0:
+    raise ValueError("unlabelled_prior: needs labelled and unlabelled examples, got "
+                     f"num_labelled={num_labelled}, num_unlabelled={num_unlabelled}.")
+  prior = num_labelled * (1. - labelled_fraction) / (labelled_fraction * num_unlabelled)
+  if not 0. < prior < 1.:
+    raise ValueError(
+        f"unlabelled_prior: n_L (1 - c) / (c n_U) = {prior:.4g} is not in (0, 1) for "
+        f"n_L={num_labelled}, n_U={num_unlabelled}, c={labelled_fraction}; the counts "
+        "do not fit this labelled fraction.")
+  return float(prior)
 
 
 # ----------------------------------------------------------------------------
@@ -579,17 +738,22 @@ def masked_mean(values: ArrayLike, where: Optional[ArrayLike] = None) -> Array:
 BINARY_LOSSES = ("logistic", "weighted_logistic", "sigmoid_negative",
                  "generalized_sigmoid_negative", "bootstrap_hard")
 MULTICLASS_LOSSES = ("softmax_cross_entropy", "weighted_softmax_cross_entropy",
-                     "softmax_negative", "softmax_bootstrap_hard")
-RISK_ESTIMATORS = ("upu_risk", "nnpu_risk")  # batch level: return a scalar.
+                     "softmax_negative", "generalized_softmax_negative",
+                     "softmax_bootstrap_hard")
+RISK_ESTIMATORS = ("upu_risk", "nnpu_risk")  # batch level, binary: a scalar.
+# Batch level, multiclass (logits [..., C]): a scalar.
+MULTICLASS_RISK_ESTIMATORS = ("softmax_nnpu_risk",)
 
 
 def get(name: str) -> Callable[..., Array]:
   """Returns the loss called ``name`` (one of the names listed below).
 
   Binary elementwise: ``BINARY_LOSSES``; multiclass elementwise:
-  ``MULTICLASS_LOSSES``; batch-level PU risks (scalar): ``RISK_ESTIMATORS``.
+  ``MULTICLASS_LOSSES``; batch-level PU risks (scalar): ``RISK_ESTIMATORS``
+  (binary) and ``MULTICLASS_RISK_ESTIMATORS``.
   """
-  names = BINARY_LOSSES + MULTICLASS_LOSSES + RISK_ESTIMATORS
+  names = (BINARY_LOSSES + MULTICLASS_LOSSES + RISK_ESTIMATORS
+           + MULTICLASS_RISK_ESTIMATORS)
   if name not in names:
     raise ValueError(f"Unknown loss {name!r}; valid names: "
                      f"{', '.join(names)}.")

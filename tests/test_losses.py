@@ -34,6 +34,7 @@ MULTICLASS = {
     "softmax_cross_entropy": {},
     "weighted_softmax_cross_entropy": dict(class_weights=[0.5, 1., 2.]),
     "softmax_negative": dict(class_weights=[0.5, 1., 2.]),
+    "generalized_softmax_negative": dict(alpha=2., beta=3., gamma=0.5),
     "softmax_bootstrap_hard": dict(beta=0.7),
 }
 
@@ -80,7 +81,10 @@ def softmax(x):
 def test_registry_covers_every_loss():
   assert set(BINARY) == set(losses.BINARY_LOSSES)
   assert set(MULTICLASS) == set(losses.MULTICLASS_LOSSES)
-  for name in losses.BINARY_LOSSES + losses.MULTICLASS_LOSSES + losses.RISK_ESTIMATORS:
+  names = (losses.BINARY_LOSSES + losses.MULTICLASS_LOSSES + losses.RISK_ESTIMATORS
+           + losses.MULTICLASS_RISK_ESTIMATORS)
+  assert len(set(names)) == len(names)
+  for name in names:
     assert losses.get(name) is getattr(losses, name)
 
 
@@ -135,6 +139,12 @@ HAND_VALUES += [
     # negative_class=1, ŷ = 2.
     (losses.softmax_bootstrap_hard, P3, 1, dict(beta=0.5, negative_class=1),
      0.5 * math.log(4) + 0.5 * math.log(8 / 5)),
+    # §6 multiclass: α (1 - σ_0(β f))^γ; softmax(2 f) = (1, 4, 25) / 30.
+    (losses.generalized_softmax_negative, P3, 0, dict(alpha=2., gamma=2.), 2 * (7 / 8) ** 2),
+    (losses.generalized_softmax_negative, P3, 0, dict(alpha=0.5, beta=2.), 0.5 * 29 / 30),
+    (losses.generalized_softmax_negative, P3, 2, dict(beta=2., negative_class=2), 5 / 30),
+    (losses.generalized_softmax_negative, P3, 1, dict(alpha=2., beta=2., gamma=3.),
+     math.log(4)),
 ]
 
 
@@ -322,6 +332,13 @@ def _equivalences(f, y, logits, labels):
       "softmax_bootstrap_hard(2 classes) == bootstrap_hard(f1 - f0)": (
           vg(losses.softmax_bootstrap_hard, two_class, y),
           vg(losses.bootstrap_hard, difference, y)),
+      "generalized_softmax_negative(1, 1, 1) == softmax_negative": (
+          vg(losses.generalized_softmax_negative, logits, labels),
+          vg(losses.softmax_negative, logits, labels)),
+      "generalized_softmax_negative(2 classes) == generalized_sigmoid_negative(f1 - f0)": (
+          vg(losses.generalized_softmax_negative, two_class, y, alpha=2., beta=3., gamma=0.5),
+          vg(losses.generalized_sigmoid_negative, difference, y, alpha=2., beta=3.,
+             gamma=0.5)),
   }
 
 
@@ -425,6 +442,104 @@ def test_nnpu_where_and_void_labels():
   np.testing.assert_allclose(value, nnpu, rtol=1e-5)
   np.testing.assert_allclose(g[:6], grad, rtol=1e-4, atol=1e-8)
   np.testing.assert_array_equal(g[6:], [0., 0.])
+
+
+# Surrogates ℓ(v) of the PU risks and their derivatives dℓ/dv.
+SURROGATES = {
+    "sigmoid": (lambda v: sigmoid(-v), lambda v: -sigmoid(v) * (1 - sigmoid(v))),
+    "logistic": (lambda v: np.log1p(np.exp(-v)), lambda v: -sigmoid(-v)),
+}
+
+
+def _softmax_nnpu_reference(logits, labels, prior, beta, gamma, surrogate="sigmoid"):
+  """NumPy value, gradient and negative risk of softmax_nnpu_risk from its formulas."""
+  logits = np.asarray(logits, np.float64)
+  loss, dloss = SURROGATES[surrogate]
+  z = logits[:, 1:].max(-1) - logits[:, 0]          # max_{k≥1} f_k - f_0
+  dz = np.concatenate([-np.ones((len(z), 1)),
+                       np.eye(logits.shape[1] - 1)[logits[:, 1:].argmax(-1)]], 1)
+  p, u = labels != 0, labels == 0
+  n_p, n_u = max(1, p.sum()), max(1, u.sum())
+  r_p_plus, r_p_minus = loss(z)[p].sum() / n_p, loss(-z)[p].sum() / n_p
+  r_u_minus = loss(-z)[u].sum() / n_u
+  g_p_plus = np.where(p, dloss(z), 0.) / n_p        # d/dz of each partial risk
+  g_p_minus = np.where(p, -dloss(-z), 0.) / n_p
+  g_u_minus = np.where(u, -dloss(-z), 0.) / n_u
+  negative = r_u_minus - prior * r_p_minus
+  g_negative = g_u_minus - prior * g_p_minus
+  value = prior * r_p_plus + max(0., negative)
+  grad_z = -gamma * g_negative if negative < -beta else prior * g_p_plus + g_negative
+  # Cross entropy among the relevant classes on the labelled examples.
+  e = np.exp(logits[:, 1:] - logits[:, 1:].max(-1, keepdims=True))
+  q = e / e.sum(-1, keepdims=True)
+  onehot = np.eye(logits.shape[1])[np.where(p, labels, 1)][:, 1:]
+  ce = -np.log(np.sum(q * onehot, -1))
+  grad_ce = np.concatenate([np.zeros((len(z), 1)), q - onehot], 1) / n_p
+  value += np.sum(ce[p]) / n_p
+  grad = grad_z[:, None] * dz + np.where(p[:, None], grad_ce, 0.)
+  return value, grad, negative
+
+
+@pytest.mark.parametrize("case", sorted(PU_CASES))
+def test_softmax_nnpu_with_one_relevant_class_is_nnpu(case):
+  f, y, prior, beta, gamma, _ = PU_CASES[case]
+  two_class = jnp.asarray(np.stack([0.3 * f - 1., f + 0.2], -1), jnp.float32)
+  value, grad = jax.value_and_grad(losses.softmax_nnpu_risk)(two_class, y, prior, beta, gamma)
+  value_ref, grad_ref = jax.value_and_grad(losses.nnpu_risk)(
+      two_class[:, 1] - two_class[:, 0], y, prior, beta, gamma)
+  np.testing.assert_allclose(value, value_ref, rtol=1e-5)
+  np.testing.assert_allclose(grad[:, 1], grad_ref, rtol=1e-4, atol=1e-7)
+  np.testing.assert_allclose(grad[:, 0], -grad_ref, rtol=1e-4, atol=1e-7)
+
+
+@pytest.mark.parametrize("surrogate", sorted(SURROGATES))
+@pytest.mark.parametrize("switched", [False, True])
+def test_softmax_nnpu_matches_numpy(switched, surrogate):
+  labels = np.array([0, 1, 2, 0, 2, 0, 1, 0])
+  logits = LOGITS8.astype(np.float64)
+  if switched:  # Relevant scores high on P, low on U: the negative risk drops below 0.
+    logits = logits + np.where(labels[:, None] == 0, -4., 6.) * (np.arange(3) != 0)
+  prior, beta, gamma = (0.6 if switched else 0.3), 0., 2.
+  value_ref, grad_ref, negative = _softmax_nnpu_reference(logits, labels, prior, beta, gamma,
+                                                          surrogate)
+  assert (negative < -beta) == switched
+  fn = lambda x, y, **kw: losses.softmax_nnpu_risk(x, y, prior, beta, gamma,
+                                                   surrogate=surrogate, **kw)
+  value, grad = jax.value_and_grad(fn)(jnp.asarray(logits, jnp.float32), labels)
+  np.testing.assert_allclose(value, value_ref, rtol=1e-5)
+  np.testing.assert_allclose(grad, grad_ref, rtol=1e-4, atol=1e-6)
+  # Void labels and NaN logits are ignored where `where` is False.
+  where = np.array([True] * 6 + [False, False])
+  bad_logits = np.where(where[:, None], logits, np.nan).astype(np.float32)
+  value, grad = jax.value_and_grad(fn)(jnp.asarray(bad_logits), np.where(where, labels, 255),
+                                       where=where)
+  value_ref, grad_ref, _ = _softmax_nnpu_reference(logits[:6], labels[:6], prior, beta, gamma,
+                                                   surrogate)
+  np.testing.assert_allclose(value, value_ref, rtol=1e-5)
+  np.testing.assert_allclose(grad[:6], grad_ref, rtol=1e-4, atol=1e-6)
+  np.testing.assert_array_equal(grad[6:], 0.)
+
+
+def test_softmax_nnpu_argument_validation():
+  with pytest.raises(ValueError, match="softmax_nnpu_risk.*got 3, 255"):
+    losses.softmax_nnpu_risk(jnp.zeros((4, 3)), jnp.array([0, 1, 255, 3]), 0.3)
+  with pytest.raises(ValueError, match="prior.*0.0"):
+    losses.softmax_nnpu_risk(jnp.zeros((2, 3)), jnp.array([0, 1]), 0.)
+  with pytest.raises(ValueError, match="surrogate.*hinge"):
+    losses.softmax_nnpu_risk(jnp.zeros((2, 3)), jnp.array([0, 1]), 0.3, surrogate="hinge")
+  assert np.isnan(jax.jit(losses.softmax_nnpu_risk)(LOGITS8, LABELS8 + 1, 0.5))
+
+
+def test_unlabelled_prior():
+  # 2000 relevant of 4000, half labelled: 1000 labelled, 1000 relevant among
+  # the 3000 unlabelled.
+  assert losses.unlabelled_prior(1000, 3000, 0.5) == pytest.approx(1 / 3)
+  # c = 0.2 of 500 positives: 100 labelled, 400 hidden among 900 unlabelled.
+  assert losses.unlabelled_prior(100, 900, 0.2) == pytest.approx(400 / 900)
+  with pytest.raises(ValueError, match="labelled_fraction.*1.5"):
+    losses.unlabelled_prior(10, 10, 1.5)
+  with pytest.raises(ValueError, match="not in"):  # More labelled than c allows.
+    losses.unlabelled_prior(900, 100, 0.5)
 
 
 def test_pu_argument_validation():
@@ -595,6 +710,8 @@ def _everything(f, y, logits, labels, where):
           lambda x, fn=fn, t=t: losses.masked_mean(fn(x, t, where=where), where))(x)
   for name in losses.RISK_ESTIMATORS:
     out[name] = jax.value_and_grad(losses.get(name))(f, y, 0.4, where=where)
+  for name in losses.MULTICLASS_RISK_ESTIMATORS:
+    out[name] = jax.value_and_grad(losses.get(name))(logits, labels, 0.4, where=where)
   out["class_balanced_weights"] = losses.class_balanced_weights(labels, 3, where=where)
   return out
 

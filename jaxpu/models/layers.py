@@ -1,0 +1,170 @@
+"""Drop-in formulations of layers whose training step is much faster on XLA's CPU backend.
+
+Each computes the same function as the usual formulation (noted per
+function); only how XLA runs it, and so the speed, differs
+(benchmarks/README.md, "Where the time goes"):
+
+- `max_pool`: `flax.linen.max_pool` as the running maximum of the window's
+  strided slices. In JAX 0.10 the derivative of `reduce_window(max)` builds
+  one int32 index array per input dimension (`iota`, as large as the input),
+  reduces (value, index) tuples and scatters the cotangent back: about 20 %
+  of the Table 6 CNN's training step on a CPU. The derivative of
+  `jnp.maximum` is elementwise and fuses with its neighbours.
+- `conv_general_dilated`: `jax.lax.conv_general_dilated` with grouped
+  convolutions (`feature_group_count > 1`) run as one convolution per group.
+  XLA's CPU backend turns the weight gradient of a grouped convolution into a
+  dilated 3-D convolution that is 10-30× slower than the per-group ones.
+  Pass it to Flax: `nn.Conv(..., feature_group_count=2,
+  conv_general_dilated=layers.conv_general_dilated)` (same parameters).
+- `separable_transposed_conv`: a per-channel transposed convolution with a
+  fixed separable kernel (FCN's bilinear upsampling) as two small matmuls
+  with the interpolation matrices, optionally cropped. As a depthwise
+  convolution with a 32× dilated input it was most of FCN-AlexNet's step.
+"""
+
+from __future__ import annotations
+
+from typing import Optional, Sequence, Union
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+Padding = Union[str, Sequence[tuple[int, int]]]
+
+
+def _lowest(dtype):
+  if jnp.issubdtype(dtype, jnp.floating):
+    return -jnp.inf
+  return jnp.iinfo(dtype).min
+
+
+def max_pool(x: jax.Array, window_shape: Sequence[int], strides: Sequence[int] | None = None,
+             padding: Padding = "VALID") -> jax.Array:
+  """Max pooling over the spatial axes of an NHWC (or `[..., H, W, C]`) array.
+
+    y[..., i, j, c] = max_{0 ≤ p < kh, 0 ≤ q < kw} x[..., i·sh + p, j·sw + q, c]
+
+  with `x` padded by the lowest value of its dtype. Same arguments and
+  output as `flax.linen.max_pool` for 2-D windows.
+
+  Args:
+    x: `[..., H, W, C]`.
+    window_shape: `(kh, kw)`.
+    strides: `(sh, sw)`; defaults to `(1, 1)` like Flax.
+    padding: "VALID", "SAME", or `((top, bottom), (left, right))`.
+  """
+  if len(window_shape) != 2:
+    raise ValueError(f"max_pool takes a 2-D window (kh, kw), got {tuple(window_shape)}.")
+  if x.ndim < 3:
+    raise ValueError(f"max_pool expects [..., H, W, C] inputs, got shape {x.shape}.")
+  strides = tuple(strides) if strides is not None else (1, 1)
+  if len(strides) != 2:
+    raise ValueError(f"max_pool takes 2-D strides (sh, sw), got {strides}.")
+  spatial = x.shape[-3:-1]
+  if isinstance(padding, str):
+    pads = jax.lax.padtype_to_pads(spatial, tuple(window_shape), strides, padding)
+  else:
+    pads = [tuple(p) for p in padding]
+    if len(pads) != 2:
+      raise ValueError(f"max_pool padding needs two (low, high) pairs, got {padding!r}.")
+  if any(p != (0, 0) for p in pads):
+    widths = [(0, 0)] * (x.ndim - 3) + list(pads) + [(0, 0)]
+    x = jnp.pad(x, widths, constant_values=_lowest(x.dtype))
+  size = x.shape[-3:-1]
+  out_shape = [(n - k) // s + 1 for n, k, s in zip(size, window_shape, strides)]
+  if min(out_shape) < 1:
+    raise ValueError(f"max_pool window {tuple(window_shape)} is larger than the padded input "
+                     f"{tuple(size)}.")
+  lead = x.ndim - 3
+  out = None
+  for p in range(window_shape[0]):
+    for q in range(window_shape[1]):
+      start = (0,) * lead + (p, q, 0)
+      limit = x.shape[:lead] + (p + (out_shape[0] - 1) * strides[0] + 1,
+                                q + (out_shape[1] - 1) * strides[1] + 1, x.shape[-1])
+      window = jax.lax.slice(x, start, limit, (1,) * lead + tuple(strides) + (1,))
+      out = window if out is None else jnp.maximum(out, window)
+  return out
+
+
+def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None,
+                         rhs_dilation=None, dimension_numbers=None, feature_group_count=1,
+                         batch_group_count=1, precision=None, preferred_element_type=None):
+  """`jax.lax.conv_general_dilated`, with feature groups computed one group at a time.
+
+  For `feature_group_count = G > 1` the input features and the kernel's
+  output features are split into G consecutive blocks, block g of the output
+  is the convolution of input block g with kernel block g, and the blocks
+  are concatenated: exactly the grouped convolution's definition (and its
+  parameter layout, `[..., in / G, out]`). Other cases call
+  `jax.lax.conv_general_dilated` unchanged.
+  """
+  conv = jax.lax.conv_general_dilated
+  kwargs = dict(lhs_dilation=lhs_dilation, rhs_dilation=rhs_dilation,
+                batch_group_count=batch_group_count, precision=precision,
+                preferred_element_type=preferred_element_type)
+  if feature_group_count == 1:
+    return conv(lhs, rhs, window_strides, padding, dimension_numbers=dimension_numbers,
+                feature_group_count=1, **kwargs)
+  if batch_group_count != 1:
+    raise ValueError("conv_general_dilated: feature and batch groups together are not "
+                     "supported.")
+  dn = jax.lax.conv_dimension_numbers(lhs.shape, rhs.shape, dimension_numbers)
+  in_axis, kernel_out_axis, out_axis = dn.lhs_spec[1], dn.rhs_spec[0], dn.out_spec[1]
+  groups = feature_group_count
+  if lhs.shape[in_axis] % groups or rhs.shape[kernel_out_axis] % groups:
+    raise ValueError(f"feature_group_count={groups} must divide the input features "
+                     f"({lhs.shape[in_axis]}) and the output features "
+                     f"({rhs.shape[kernel_out_axis]}).")
+  inputs = jnp.split(lhs, groups, axis=in_axis)
+  kernels = jnp.split(rhs, groups, axis=kernel_out_axis)
+  outputs = [conv(x, k, window_strides, padding, dimension_numbers=dn, feature_group_count=1,
+                  **kwargs) for x, k in zip(inputs, kernels)]
+  return jnp.concatenate(outputs, axis=out_axis)
+
+
+def transposed_conv_matrix(kernel_1d, in_size: int, stride: int) -> np.ndarray:
+  """`U[i, h] = k[i - stride·h]` (0 where out of the kernel): 1-D transposed conv as a matrix.
+
+  `U @ x` is the transposed convolution of `x` (length `in_size`) with kernel
+  `k` and `stride`, no padding (Caffe's Deconvolution): output length
+  `(in_size - 1) · stride + len(k)`.
+  """
+  kernel_1d = np.asarray(kernel_1d, np.float32)
+  size = kernel_1d.shape[0]
+  out = (in_size - 1) * stride + size
+  matrix = np.zeros((out, in_size), np.float32)
+  for h in range(in_size):
+    matrix[h * stride:h * stride + size, h] = kernel_1d
+  return matrix
+
+
+def separable_transposed_conv(x: jax.Array, kernel_1d, stride: int, crop_offset: int = 0,
+                              output_hw: Optional[Sequence[int]] = None) -> jax.Array:
+  """Per-channel transposed convolution of NHWC `x` with the kernel `k ⊗ k`, then a crop.
+
+    y[b, i, j, c] = Σ_{h, w} k[i' - stride·h] · k[j' - stride·w] · x[b, h, w, c],
+    i' = i + crop_offset, j' = j + crop_offset,
+
+  i.e. the depthwise transposed convolution (no padding) of every channel
+  with the same separable 2-D kernel, cropped to `output_hw` at
+  (`crop_offset`, `crop_offset`) (default: no crop). Computed as two matmuls
+  with `transposed_conv_matrix`es, whose cropped rows are never computed.
+  """
+  height, width = x.shape[-3], x.shape[-2]
+  rows = transposed_conv_matrix(kernel_1d, height, stride)
+  cols = transposed_conv_matrix(kernel_1d, width, stride)
+  if output_hw is not None:
+    out_h, out_w = output_hw
+    if crop_offset + out_h > rows.shape[0] or crop_offset + out_w > cols.shape[0]:
+      raise ValueError(f"Cannot crop {tuple(output_hw)} at offset {crop_offset} from the "
+                       f"{(rows.shape[0], cols.shape[0])} upsampled output.")
+    rows = rows[crop_offset:crop_offset + out_h]
+    cols = cols[crop_offset:crop_offset + out_w]
+  elif crop_offset:
+    rows, cols = rows[crop_offset:], cols[crop_offset:]
+  rows = jnp.asarray(rows, x.dtype)
+  cols = jnp.asarray(cols, x.dtype)
+  y = jnp.einsum("ih,...hwc->...iwc", rows, x)
+  return jnp.einsum("jw,...iwc->...ijc", cols, y)
