@@ -307,7 +307,7 @@ class LossSpec:
 
   @property
   def is_risk_estimator(self) -> bool:
-    return self.name in losses.RISK_ESTIMATORS
+    return self.name in losses.RISK_ESTIMATORS + losses.MULTICLASS_RISK_ESTIMATORS
 
   def __call__(self, logits, batch, axis_name: Optional[str] = None):
     labels = batch["label"]
@@ -350,13 +350,13 @@ def make_loss_fn(name: str, num_classes: int, class_balanced: bool = False,
   if name in losses.BINARY_LOSSES + losses.RISK_ESTIMATORS and num_classes != 1:
     raise ValueError(f"Loss {name!r} is binary: build the model with num_classes=1, "
                      f"got num_classes={num_classes}.")
-  if name in losses.MULTICLASS_LOSSES and num_classes < 2:
+  if name in losses.MULTICLASS_LOSSES + losses.MULTICLASS_RISK_ESTIMATORS and num_classes < 2:
     raise ValueError(f"Loss {name!r} is multiclass: it needs num_classes >= 2, "
                      f"got {num_classes}.")
   if "where" in loss_kwargs:
     raise ValueError("make_loss_fn: do not pass `where`; the valid elements come from each "
                      "batch (`mask`, or label != 255).")
-  if class_balanced and name in losses.RISK_ESTIMATORS:
+  if class_balanced and name in losses.RISK_ESTIMATORS + losses.MULTICLASS_RISK_ESTIMATORS:
     raise ValueError(f"class_balanced does not apply to the batch-level risk {name!r}.")
   try:
     inspect.signature(fn).bind(None, None, **loss_kwargs)
