@@ -139,13 +139,14 @@ def benchmark(names, inputs_by_kind, num_classes, *, bandwidth, rounds, window_s
         "min_bytes": m["min_bytes"], "xla_bytes_accessed": m["bytes_accessed"],
         "gb_per_s": m["min_bytes"] / seconds / 1e9,
         "fraction_of_bandwidth": m["min_bytes"] / seconds / bandwidth,
+        "gb_per_cpu_s": m["min_bytes"] / timing.cpu / 1e9,
         "noisy": timing.noisy, "others_cpu_share": timing.load,
     })
   return rows
 
 
 COLUMNS = ("loss", "shape", "ms", "elements_per_s", "gb_per_s", "fraction_of_bandwidth",
-           "others_cpu_share")
+           "gb_per_cpu_s", "others_cpu_share")
 
 
 def main(argv):
@@ -164,7 +165,8 @@ def main(argv):
   bandwidth = common.memory_bandwidth(FLAGS.bandwidth_megabytes, rounds=FLAGS.rounds)
   print(f"Memory bandwidth ({FLAGS.bandwidth_megabytes} MB float32): copy "
         f"{bandwidth['copy']['rate'] / 1e9:.1f} GB/s, read {bandwidth['read']['rate'] / 1e9:.1f} "
-        f"GB/s", flush=True)
+        f"GB/s (per CPU-second: copy {bandwidth['copy']['rate_per_cpu_second'] / 1e9:.1f}, "
+        f"read {bandwidth['read']['rate_per_cpu_second'] / 1e9:.1f})", flush=True)
   inputs = {kind: make_inputs(FLAGS.batch, FLAGS.size, FLAGS.num_classes,
                               kind == "multiclass") for kind in ("binary", "multiclass")}
   rows = benchmark(names, inputs, FLAGS.num_classes, bandwidth=bandwidth["rate"],

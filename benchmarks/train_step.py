@@ -70,9 +70,10 @@ def define_flags() -> None:
       "cpu_conv", "default", list(common.CPU_CONV_CHOICES),
       "XLA CPU convolutions: default (YNNPACK in JAX 0.10) or eigen (see README).")
   flags.DEFINE_enum(
-      "max_pool", "flax", ["flax", "slices"],
-      "slices: trace the models with flax.linen.max_pool replaced by "
-      "jaxpu.models.layers.max_pool (the proposed change, before it is in the models).")
+      "layers", "models", ["models", "proposed"],
+      "proposed: trace the models with jaxpu.models.layers' formulations patched in "
+      "(max_pool, conv_general_dilated, separable_transposed_conv; see README) to "
+      "measure them before the models use them.")
   flags.DEFINE_integer("rounds", 5, "Timed windows per candidate (interleaved).")
   flags.DEFINE_float("window_seconds", 1.0, "Approximate length of one window.")
   flags.DEFINE_integer("warmup", 2, "Untimed steps before timing (after compiling).")
@@ -141,6 +142,29 @@ def benchmark(config_name: str, batch_size: int, num_devices: int, *, peak: floa
   return row
 
 
+def use_proposed_layers() -> None:
+  """Patches `jaxpu.models.layers`' formulations into Flax and FCN-AlexNet (this process only).
+
+  Same functions and parameters, different XLA programs: `flax.linen.max_pool`
+  → `layers.max_pool`; every `flax.linen.Conv` uses
+  `layers.conv_general_dilated`; FCN-AlexNet's bilinear upsampling →
+  `layers.separable_transposed_conv`.
+  """
+  import flax.linen as nn  # pylint: disable=g-import-not-at-top
+  from jaxpu.models import fcn_alexnet  # pylint: disable=g-import-not-at-top
+  from jaxpu.models import layers  # pylint: disable=g-import-not-at-top
+
+  class Conv(nn.Conv):  # same class name: Flax's automatic module names stay the same
+    conv_general_dilated: Any = layers.conv_general_dilated
+
+  def upsample(x, size=fcn_alexnet.UPSCORE_KERNEL, stride=fcn_alexnet.UPSCORE_STRIDE):
+    return layers.separable_transposed_conv(x, fcn_alexnet.bilinear_kernel_1d(size), stride)
+
+  nn.max_pool = layers.max_pool
+  nn.Conv = Conv
+  fcn_alexnet.bilinear_upsample = upsample
+
+
 def default_device_counts(n: int) -> list[int]:
   counts, k = [], 1
   while k < n:
@@ -161,10 +185,8 @@ def main(argv):
     raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
   common.configure_xla(FLAGS.cpu_conv, FLAGS.host_devices)
   import jax  # pylint: disable=g-import-not-at-top
-  if FLAGS.max_pool == "slices":
-    import flax.linen  # pylint: disable=g-import-not-at-top
-    from jaxpu.models import layers  # pylint: disable=g-import-not-at-top
-    flax.linen.max_pool = layers.max_pool
+  if FLAGS.layers == "proposed":
+    use_proposed_layers()
 
   unknown = sorted(set(FLAGS.models) - set(CONFIGS))
   if unknown:
@@ -207,7 +229,7 @@ def main(argv):
   print(common.format_table(rows, COLUMNS))
   common.write_json(FLAGS.output, {"benchmark": "train_step", "device": info,
                                     "peak_matmul": peak, "peak_matmul_after": peak_after,
-                                    "cpu_conv": FLAGS.cpu_conv, "max_pool": FLAGS.max_pool,
+                                    "cpu_conv": FLAGS.cpu_conv, "layers": FLAGS.layers,
                                     "rows": rows})
 
 

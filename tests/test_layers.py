@@ -6,6 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from jaxpu.models import layers
 from jaxpu.models.layers import max_pool
 
 CASES = [
@@ -62,3 +63,60 @@ def test_jit_and_errors():
     max_pool(x, (2,), (2, 2))
   with pytest.raises(ValueError, match="larger than the padded input"):
     max_pool(x, (5, 5), (1, 1))
+
+
+DN = ("NHWC", "HWIO", "NHWC")
+
+
+@pytest.mark.parametrize("groups,strides,padding,kernel", [
+    (2, (1, 1), "SAME", (3, 3)),  # fcn_alexnet's conv4/conv5
+    (2, (2, 2), ((2, 2), (2, 2)), (5, 5)),
+    (1, (1, 1), "VALID", (6, 6)),  # fc6-like: output 3×3 ≤ window → patches path
+    (1, (2, 1), ((1, 2), (0, 1)), (4, 4)),  # patches path with strides and padding
+    (1, (1, 1), "SAME", (3, 3)),  # plain convolution, passed through
+])
+def test_conv_general_dilated_matches_lax(groups, strides, padding, kernel):
+  rs = np.random.RandomState(1)
+  x = jnp.asarray(rs.standard_normal((2, 8, 8, 4)).astype(np.float32))
+  w = jnp.asarray(rs.standard_normal(kernel + (4 // groups, 6)).astype(np.float32))
+
+  def run(conv, x, w):
+    return conv(x, w, strides, padding, dimension_numbers=DN, feature_group_count=groups)
+
+  expected = run(jax.lax.conv_general_dilated, x, w)
+  np.testing.assert_allclose(run(layers.conv_general_dilated, x, w), expected,
+                             rtol=1e-5, atol=1e-5)
+  loss = lambda conv: lambda x, w: jnp.sum(run(conv, x, w) ** 2)
+  want = jax.grad(loss(jax.lax.conv_general_dilated), (0, 1))(x, w)
+  got = jax.grad(loss(layers.conv_general_dilated), (0, 1))(x, w)
+  for a, b in zip(got, want):
+    np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-3)
+
+
+def test_conv_general_dilated_in_flax_keeps_parameters():
+  x = jnp.ones((1, 6, 6, 4))
+  plain = nn.Conv(6, (3, 3), feature_group_count=2)
+  fast = nn.Conv(6, (3, 3), feature_group_count=2,
+                 conv_general_dilated=layers.conv_general_dilated)
+  params = plain.init(jax.random.key(0), x)
+  assert jax.tree.map(jnp.shape, fast.init(jax.random.key(0), x)) == jax.tree.map(
+      jnp.shape, params)
+  np.testing.assert_allclose(fast.apply(params, x), plain.apply(params, x), rtol=1e-5)
+
+
+def test_separable_transposed_conv_matches_a_direct_loop():
+  rs = np.random.RandomState(2)
+  x = rs.standard_normal((2, 3, 4, 2)).astype(np.float32)
+  k = np.array([0.25, 0.5, 1.0, 0.5, 0.25], np.float32)
+  stride = 3
+  full = np.zeros((2, (3 - 1) * stride + 5, (4 - 1) * stride + 5, 2), np.float32)
+  for h in range(3):  # Caffe's Deconvolution: each input pixel adds a scaled kernel
+    for w in range(4):
+      full[:, h * stride:h * stride + 5, w * stride:w * stride + 5, :] += (
+          np.outer(k, k)[None, :, :, None] * x[:, h:h + 1, w:w + 1, :])
+  np.testing.assert_allclose(layers.separable_transposed_conv(jnp.asarray(x), k, stride),
+                             full, rtol=1e-5, atol=1e-6)
+  cropped = layers.separable_transposed_conv(jnp.asarray(x), k, stride, 2, (5, 6))
+  np.testing.assert_allclose(cropped, full[:, 2:7, 2:8], rtol=1e-5, atol=1e-6)
+  with pytest.raises(ValueError, match="Cannot crop"):
+    layers.separable_transposed_conv(jnp.asarray(x), k, stride, 2, (50, 6))

@@ -10,11 +10,14 @@ function); only how XLA runs it, and so the speed, differs
   reduces (value, index) tuples and scatters the cotangent back: about 20 %
   of the Table 6 CNN's training step on a CPU. The derivative of
   `jnp.maximum` is elementwise and fuses with its neighbours.
-- `conv_general_dilated`: `jax.lax.conv_general_dilated` with grouped
-  convolutions (`feature_group_count > 1`) run as one convolution per group.
-  XLA's CPU backend turns the weight gradient of a grouped convolution into a
-  dilated 3-D convolution that is 10-30× slower than the per-group ones.
-  Pass it to Flax: `nn.Conv(..., feature_group_count=2,
+- `conv_general_dilated`: `jax.lax.conv_general_dilated` with two cases
+  rewritten. Grouped convolutions (`feature_group_count > 1`) run as one
+  convolution per group: XLA's CPU backend turns the weight gradient of a
+  grouped convolution into a dilated 3-D convolution 10-30× slower than the
+  per-group ones. Convolutions whose output is no larger than their window
+  (FCN's fc6: a 6×6 window on an 8×8 map) run as patches × matmul: XLA swaps
+  the operands of their input gradient and computes it with a naive loop
+  (1-2 GFLOP/s). Pass it to Flax: `nn.Conv(...,
   conv_general_dilated=layers.conv_general_dilated)` (same parameters).
 - `separable_transposed_conv`: a per-channel transposed convolution with a
   fixed separable kernel (FCN's bilinear upsampling) as two small matmuls
@@ -105,6 +108,9 @@ def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None,
                 batch_group_count=batch_group_count, precision=precision,
                 preferred_element_type=preferred_element_type)
   if feature_group_count == 1:
+    if _use_patches(lhs, rhs, window_strides, padding, lhs_dilation, rhs_dilation,
+                    dimension_numbers, batch_group_count, preferred_element_type):
+      return _patches_conv(lhs, rhs, window_strides, padding, precision)
     return conv(lhs, rhs, window_strides, padding, dimension_numbers=dimension_numbers,
                 feature_group_count=1, **kwargs)
   if batch_group_count != 1:
@@ -122,6 +128,43 @@ def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None,
   outputs = [conv(x, k, window_strides, padding, dimension_numbers=dn, feature_group_count=1,
                   **kwargs) for x, k in zip(inputs, kernels)]
   return jnp.concatenate(outputs, axis=out_axis)
+
+
+_NHWC = ((0, 3, 1, 2), (3, 2, 0, 1), (0, 3, 1, 2))  # lhs, rhs, out specs of NHWC/HWIO/NHWC
+
+
+def _use_patches(lhs, rhs, strides, padding, lhs_dilation, rhs_dilation, dimension_numbers,
+                 batch_group_count, preferred_element_type) -> bool:
+  """A plain 2-D NHWC/HWIO convolution whose output is no larger than its window."""
+  if lhs.ndim != 4 or batch_group_count != 1 or preferred_element_type is not None:
+    return False
+  if any(d != 1 for d in (lhs_dilation or ())) or any(d != 1 for d in (rhs_dilation or ())):
+    return False
+  dn = jax.lax.conv_dimension_numbers(lhs.shape, rhs.shape, dimension_numbers)
+  if (tuple(dn.lhs_spec), tuple(dn.rhs_spec), tuple(dn.out_spec)) != _NHWC:
+    return False
+  if isinstance(padding, str):
+    padding = jax.lax.padtype_to_pads(lhs.shape[1:3], rhs.shape[:2], strides, padding)
+  out = [(n + lo + hi - k) // s + 1
+         for n, (lo, hi), k, s in zip(lhs.shape[1:3], padding, rhs.shape[:2], strides)]
+  return min(out) >= 1 and out[0] * out[1] <= rhs.shape[0] * rhs.shape[1]
+
+
+def _patches_conv(lhs, rhs, strides, padding, precision):
+  """NHWC/HWIO convolution as (window patches of lhs) @ (kernel as a matrix)."""
+  kh, kw, cin, cout = rhs.shape
+  if isinstance(padding, str):
+    padding = jax.lax.padtype_to_pads(lhs.shape[1:3], (kh, kw), strides, padding)
+  x = jnp.pad(lhs, [(0, 0), tuple(padding[0]), tuple(padding[1]), (0, 0)])
+  oh = (x.shape[1] - kh) // strides[0] + 1
+  ow = (x.shape[2] - kw) // strides[1] + 1
+  patches = [jax.lax.slice(x, (0, p, q, 0),
+                           (x.shape[0], p + (oh - 1) * strides[0] + 1,
+                            q + (ow - 1) * strides[1] + 1, cin), (1, strides[0], strides[1], 1))
+             for p in range(kh) for q in range(kw)]
+  patches = jnp.concatenate(patches, axis=-1)  # [B, oh, ow, (p, q, cin)]
+  return jnp.einsum("bhwk,ko->bhwo", patches, rhs.reshape(kh * kw * cin, cout),
+                    precision=precision)
 
 
 def transposed_conv_matrix(kernel_1d, in_size: int, stride: int) -> np.ndarray:
