@@ -66,7 +66,8 @@ def configure_xla(cpu_conv: str = "default", host_devices: Optional[int] = None)
 
 def _backend_started() -> bool:
   import jax._src.xla_bridge as xb  # pylint: disable=g-import-not-at-top
-  return bool(getattr(xb, "_backends", None))
+  started = getattr(xb, "backends_are_initialized", None)
+  return bool(started()) if started else bool(getattr(xb, "_backends", None))
 
 
 # ----------------------------------------------------------------------------

@@ -172,7 +172,7 @@ def make_train_step(name: str, num_classes: int, batch: dict, mode: str = "eager
 
     def loss_fn(logits):
       per_element = torch.nn.functional.binary_cross_entropy_with_logits(
-          logits[:, 0] if logits.ndim == 2 else logits[:, 0], target, reduction="none")
+          logits[:, 0], target, reduction="none")  # the single logit (channel) axis
       return (per_element * valid).sum() / valid.sum().clamp(min=1)
   else:
     def loss_fn(logits):
