@@ -428,17 +428,39 @@ def _shard_mapped_train_step(state, batch, *, model, optimizer, loss_fn, mesh):
 
 
 _STATIC = ("model", "optimizer", "loss_fn", "mesh")
-# Module-level jits keyed on the (hashable) configuration, so `fit` calls in one process
-# (resume, repeats with the same objects) reuse the compiled step.
-_jitted_train_step = {
-    True: jax.jit(_shard_mapped_train_step, static_argnames=_STATIC, donate_argnums=(0,)),
-    False: jax.jit(_shard_mapped_train_step, static_argnames=_STATIC),
+
+# XLA's CPU backend (JAX 0.10) hands convolutions, dots and reductions to YNNPACK.
+# YNNPACK runs the weight gradient of a convolution (a window as large as the
+# feature map) at 5-8 GFLOP/s, Eigen about 10× faster; without convolutions in
+# the list they go to Eigen (benchmarks/README.md). Other platforms: no options.
+CPU_COMPILER_OPTIONS = {
+    "xla_cpu_experimental_ynn_fusion_type":
+        "LIBRARY_FUSION_TYPE_INDIVIDUAL_DOT,LIBRARY_FUSION_TYPE_REDUCE",
 }
+
+
+def default_compiler_options(platform: Optional[str] = None) -> dict:
+  """XLA compiler options of jaxpu's train step on `platform` (default: JAX's backend).
+
+  `CPU_COMPILER_OPTIONS` on "cpu", none elsewhere. Pass them to your own
+  `jax.jit(..., compiler_options=...)` to get the same convolution kernels.
+  """
+  platform = platform or jax.default_backend()
+  return dict(CPU_COMPILER_OPTIONS) if platform == "cpu" else {}
+
+
+@functools.lru_cache(maxsize=None)
+def _jitted_train_step(donate: bool, options: tuple) -> Callable:
+  """One module-level jit per (donation, compiler options), so `fit` calls in one process
+  (resume, repeats with the same objects) reuse the compiled step."""
+  return jax.jit(_shard_mapped_train_step, static_argnames=_STATIC,
+                 donate_argnums=(0,) if donate else (), compiler_options=dict(options) or None)
 
 
 def make_train_step(model: nn.Module, optimizer: optax.GradientTransformation,
                     loss_fn: Callable, mesh: Optional[jax.sharding.Mesh] = None,
-                    donate: bool = True) -> Callable[[TrainState, Mapping], tuple]:
+                    donate: bool = True, compiler_options: Optional[Mapping[str, Any]] = None
+                    ) -> Callable[[TrainState, Mapping], tuple]:
   """`train_step` under `jax.jit(jax.shard_map(...))` on `mesh` (default: all devices).
 
   The state is replicated (`P()`), the batch split along its leading axis
@@ -446,14 +468,20 @@ def make_train_step(model: nn.Module, optimizer: optax.GradientTransformation,
   inside the step the gradient is per device until the explicit `pmean` (with
   JAX's varying-axes checks on, the transpose of the implicit broadcast of the
   replicated params would already sum the gradients over devices).
+  `compiler_options` go to `jax.jit`; None: `default_compiler_options` of the
+  mesh's platform; `{}`: XLA's defaults (and `XLA_FLAGS`).
   """
   mesh = make_mesh() if mesh is None else mesh
+  if compiler_options is None:
+    compiler_options = default_compiler_options(mesh.devices.flat[0].platform)
+  options = tuple(sorted(compiler_options.items()))
   config = dict(model=model, optimizer=optimizer, loss_fn=loss_fn, mesh=mesh)
-  if _hashable(model, optimizer, loss_fn, mesh):
-    jitted = functools.partial(_jitted_train_step[donate], **config)
+  if _hashable(model, optimizer, loss_fn, mesh, options):
+    jitted = functools.partial(_jitted_train_step(donate, options), **config)
   else:  # e.g. a loss with array-valued arguments: compile for this call site only
     jitted = jax.jit(functools.partial(_shard_mapped_train_step, **config),
-                     donate_argnums=(0,) if donate else ())
+                     donate_argnums=(0,) if donate else (),
+                     compiler_options=dict(options) or None)
 
   def run(state, batch):
     _check_divisible(batch, mesh)

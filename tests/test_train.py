@@ -218,6 +218,45 @@ def test_bfloat16_compute_trains_float32_params():
   assert all(p.dtype == jnp.float32 for p in jax.tree.leaves(state.params))
 
 
+def test_default_compiler_options_per_platform():
+  assert train.default_compiler_options("cpu") == train.CPU_COMPILER_OPTIONS
+  assert train.default_compiler_options("gpu") == {}
+  assert train.default_compiler_options("tpu") == {}
+
+
+def test_cpu_compiler_options_give_xla_default_step():
+  """Eigen convolutions (jaxpu's CPU default) and XLA's default (YNNPACK) agree on a conv step."""
+  model = models.get("fcn_small", 3, width=0.25)
+  opt = train.make_optimizer("adam", 1e-2)
+  rs = np.random.RandomState(0)
+  batch = {"image": rs.standard_normal((4, 16, 16, 3)).astype(np.float32),
+           "label": rs.randint(0, 3, (4, 16, 16)).astype(np.int32)}
+  mesh = train.make_mesh(jax.devices()[:1])
+  loss_fn = train.make_loss_fn("softmax_cross_entropy", 3)
+  results = []
+  for options in (None, {}):
+    state = train.create_train_state(model, opt, 0, batch["image"], mesh=mesh)
+    step = train.make_train_step(model, opt, loss_fn, mesh, compiler_options=options)
+    for _ in range(2):
+      state, m = step(state, train.shard_batch(batch, mesh))
+    results.append((float(m["loss"]), train.to_host(state.params)))
+  assert results[0][0] == pytest.approx(results[1][0], rel=1e-5)
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6),
+               results[0][1], results[1][1])
+
+
+def test_unknown_compiler_option_is_reported_by_xla():
+  model = models.get("mlp", 1)
+  opt = train.make_optimizer()
+  x, y = _moons(4, 0)
+  mesh = train.make_mesh(jax.devices()[:1])
+  state = train.create_train_state(model, opt, 0, x, mesh=mesh)
+  step = train.make_train_step(model, opt, train.make_loss_fn("logistic", 1), mesh,
+                               compiler_options={"xla_not_an_option": "1"})
+  with pytest.raises(Exception, match="xla_not_an_option"):
+    step(state, train.shard_batch({"image": x, "label": y}, mesh))
+
+
 # --- fit ---------------------------------------------------------------------------
 
 

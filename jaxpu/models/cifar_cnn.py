@@ -18,6 +18,8 @@ from typing import Any
 import flax.linen as nn
 import jax.numpy as jnp
 
+from jaxpu.models import layers
+
 
 class CifarEncoder(nn.Module):
   """Three conv pairs + pool + dropout, then the 512-d fully-connected layer."""
@@ -33,7 +35,7 @@ class CifarEncoder(nn.Module):
         x = nn.Conv(features, (3, 3), padding="SAME", kernel_init=init, dtype=self.dtype,
                     name=f"conv{stage}_{j}")(x)
         x = nn.leaky_relu(x, negative_slope=0.2)
-      x = nn.max_pool(x, (2, 2), strides=(2, 2))
+      x = layers.max_pool(x, (2, 2), strides=(2, 2))
       x = nn.Dropout(self.conv_dropout, deterministic=not train)(x)
     x = x.reshape(x.shape[0], -1)
     x = nn.relu(nn.Dense(512, kernel_init=init, dtype=self.dtype, name="fc")(x))

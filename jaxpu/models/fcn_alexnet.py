@@ -29,9 +29,10 @@ from __future__ import annotations
 from typing import Any
 
 import flax.linen as nn
-import jax
 import jax.numpy as jnp
 import numpy as np
+
+from jaxpu.models import layers
 
 CROP_OFFSET = 18
 UPSCORE_KERNEL = 63
@@ -49,7 +50,7 @@ def max_pool_ceil(x, window: int, stride: int):
   for size in x.shape[1:3]:
     out = -(-(size - window) // stride) + 1
     pads.append((0, (out - 1) * stride + window - size))
-  return nn.max_pool(x, (window, window), strides=(stride, stride), padding=pads)
+  return layers.max_pool(x, (window, window), strides=(stride, stride), padding=pads)
 
 
 def local_response_norm(x, size: int = 5, alpha: float = 1e-4, beta: float = 0.75, k: float = 1.):
@@ -68,25 +69,17 @@ def bilinear_kernel_1d(size: int) -> np.ndarray:
   return (1 - np.abs(np.arange(size) - center) / factor).astype(np.float32)
 
 
-def bilinear_upsample(x, size: int = UPSCORE_KERNEL, stride: int = UPSCORE_STRIDE):
+def bilinear_upsample(x, size: int = UPSCORE_KERNEL, stride: int = UPSCORE_STRIDE,
+                      crop_offset: int = 0, output_hw=None):
   """Per-channel transposed convolution with a fixed bilinear kernel (no padding).
 
-  Output size (H - 1) · stride + size, like Caffe's Deconvolution. The 2-D
-  kernel is the outer product of `bilinear_kernel_1d`, so it runs as two 1-D
-  transposed convolutions.
+  Output size (H - 1) · stride + size, like Caffe's Deconvolution, or
+  `output_hw` cropped at (`crop_offset`, `crop_offset`). The 2-D kernel is the
+  outer product of `bilinear_kernel_1d`, so it runs as two small matmuls
+  (`layers.separable_transposed_conv`; the cropped rows are never computed).
   """
-  channels = x.shape[-1]
-  k1 = jnp.asarray(bilinear_kernel_1d(size), x.dtype)
-  dn = ("NHWC", "HWIO", "NHWC")
-  for axis in (0, 1):
-    shape = (size, 1) if axis == 0 else (1, size)
-    kernel = jnp.tile(k1.reshape(shape + (1, 1)), (1, 1, 1, channels))
-    lhs_dilation = (stride, 1) if axis == 0 else (1, stride)
-    padding = [(size - 1, size - 1), (0, 0)] if axis == 0 else [(0, 0), (size - 1, size - 1)]
-    x = jax.lax.conv_general_dilated(x, kernel, window_strides=(1, 1), padding=padding,
-                                     lhs_dilation=lhs_dilation, dimension_numbers=dn,
-                                     feature_group_count=channels)
-  return x
+  return layers.separable_transposed_conv(x, bilinear_kernel_1d(size), stride,
+                                          crop_offset=crop_offset, output_hw=output_hw)
 
 
 class AlexNetEncoder(nn.Module):
@@ -101,7 +94,8 @@ class AlexNetEncoder(nn.Module):
       return nn.Conv(_channels(features, self.width), (kernel, kernel),
                      strides=(stride, stride), padding=[(padding, padding)] * 2,
                      feature_group_count=groups, kernel_init=nn.initializers.xavier_uniform(),
-                     dtype=self.dtype, name=name)
+                     dtype=self.dtype, conv_general_dilated=layers.conv_general_dilated,
+                     name=name)
 
     x = nn.relu(conv(96, 11, "conv1", padding=100, stride=4)(x))
     x = local_response_norm(max_pool_ceil(x, 3, 2))
@@ -126,13 +120,8 @@ class AlexNetHead(nn.Module):
   def __call__(self, features, output_hw):
     score = nn.Conv(self.num_classes, (1, 1), kernel_init=nn.initializers.xavier_uniform(),
                     dtype=self.dtype, name="score")(features)
-    up = bilinear_upsample(score)
-    h, w = output_hw
-    # (H - 1) · 32 + 63 ≥ H + 18 always holds with this encoder; guard edits of it.
-    if up.shape[1] < CROP_OFFSET + h or up.shape[2] < CROP_OFFSET + w:
-      raise ValueError(f"upscore output {up.shape[1:3]} is too small to crop {tuple(output_hw)} "
-                       f"at offset {CROP_OFFSET}.")
-    return up[:, CROP_OFFSET:CROP_OFFSET + h, CROP_OFFSET:CROP_OFFSET + w]
+    # (H - 1) · 32 + 63 ≥ H + 18 always holds with this encoder; the crop checks it.
+    return bilinear_upsample(score, crop_offset=CROP_OFFSET, output_hw=output_hw)
 
 
 class FCNAlexNet(nn.Module):

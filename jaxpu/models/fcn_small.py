@@ -25,6 +25,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from jaxpu.models import layers
+
 
 def _channels(base: int, width: float) -> int:
   return max(1, int(round(base * width)))
@@ -45,7 +47,7 @@ class SmallEncoder(nn.Module):
     for stage, features in enumerate((16, 32, 64), start=1):
       x = nn.relu(conv(features, 3, f"conv{stage}_1")(x))
       x = nn.relu(conv(features, 3, f"conv{stage}_2")(x))
-      x = nn.max_pool(x, (2, 2), strides=(2, 2), padding="SAME")
+      x = layers.max_pool(x, (2, 2), strides=(2, 2), padding="SAME")
     x = nn.relu(conv(128, 3, "conv4")(x))
     x = nn.Dropout(self.dropout_rate, deterministic=not train)(x)
     x = nn.relu(conv(128, 1, "conv5")(x))
