@@ -72,7 +72,7 @@ def define_flags() -> None:
   flags.DEFINE_enum(
       "layers", "models", ["models", "proposed"],
       "proposed: trace the models with jaxpu.models.layers' formulations patched in "
-      "(max_pool, conv_general_dilated, separable_transposed_conv; see README) to "
+      "(max_pool, conv_general_dilated, separable_transposed_conv, Dropout; see README) to "
       "measure them before the models use them.")
   flags.DEFINE_integer("rounds", 5, "Timed windows per candidate (interleaved).")
   flags.DEFINE_float("window_seconds", 1.0, "Approximate length of one window.")
@@ -148,7 +148,8 @@ def use_proposed_layers() -> None:
   Same functions and parameters, different XLA programs: `flax.linen.max_pool`
   → `layers.max_pool`; every `flax.linen.Conv` uses
   `layers.conv_general_dilated`; FCN-AlexNet's bilinear upsampling →
-  `layers.separable_transposed_conv`.
+  `layers.separable_transposed_conv`; `flax.linen.Dropout` → `layers.Dropout`
+  (hash-based masks).
   """
   import flax.linen as nn  # pylint: disable=g-import-not-at-top
   from jaxpu.models import fcn_alexnet  # pylint: disable=g-import-not-at-top
@@ -162,6 +163,7 @@ def use_proposed_layers() -> None:
 
   nn.max_pool = layers.max_pool
   nn.Conv = Conv
+  nn.Dropout = layers.Dropout
   fcn_alexnet.bilinear_upsample = upsample
 
 

@@ -120,3 +120,53 @@ def test_separable_transposed_conv_matches_a_direct_loop():
   np.testing.assert_allclose(cropped, full[:, 2:7, 2:8], rtol=1e-5, atol=1e-6)
   with pytest.raises(ValueError, match="Cannot crop"):
     layers.separable_transposed_conv(jnp.asarray(x), k, stride, 2, (50, 6))
+
+
+def test_dropout_mask_keep_rate_and_independence():
+  key = jax.random.key(3, impl="rbg")
+  shape = (64, 16, 16, 32)  # 524,288 entries
+  for keep in (0.8, 0.5, 0.1):
+    mask = np.asarray(layers.dropout_mask(key, keep, shape))
+    assert mask.shape == shape and mask.dtype == bool
+    n = mask.size
+    # Binomial standard deviation of the mean: sqrt(p(1-p)/n) < 7e-4 here.
+    assert abs(mask.mean() - keep) < 5 * np.sqrt(keep * (1 - keep) / n)
+    flat = mask.reshape(-1).astype(np.float64)
+    for lag in (1, 32, 512):  # neighbours along channels, width, rows
+      corr = np.corrcoef(flat[:-lag], flat[lag:])[0, 1]
+      assert abs(corr) < 5 / np.sqrt(n)
+  a = np.asarray(layers.dropout_mask(jax.random.key(0), 0.5, (4096,)))
+  b = np.asarray(layers.dropout_mask(jax.random.key(1), 0.5, (4096,)))
+  assert abs(np.mean(a == b) - 0.5) < 0.05  # different keys: unrelated masks
+  np.testing.assert_array_equal(a, layers.dropout_mask(jax.random.key(0), 0.5, (4096,)))
+  assert layers.dropout_mask(key, 1.0, (3, 2)).all()
+  assert not layers.dropout_mask(key, 0.0, (1000,)).any()
+  assert layers.dropout_mask(key, 0.5, (0, 3)).shape == (0, 3)
+  with pytest.raises(ValueError, match="keep_prob"):
+    layers.dropout_mask(key, 1.5, (3,))
+
+
+def test_dropout_module_matches_flax_semantics():
+  rs = np.random.RandomState(4)
+  x = jnp.asarray(rs.standard_normal((8, 6, 5, 4)).astype(np.float32))
+  rngs = {"dropout": jax.random.key(5)}
+  assert layers.Dropout.__name__ == nn.Dropout.__name__
+  np.testing.assert_array_equal(layers.Dropout(0.3).apply({}, x, deterministic=True), x)
+  np.testing.assert_array_equal(layers.Dropout(0.0).apply({}, x, deterministic=False), x)
+  np.testing.assert_array_equal(
+      layers.Dropout(1.0).apply({}, x, deterministic=False, rngs=rngs), 0)
+  y, vjp = jax.vjp(lambda v: layers.Dropout(0.3).apply({}, v, deterministic=False, rngs=rngs), x)
+  kept = np.asarray(y) != 0
+  np.testing.assert_allclose(np.asarray(y)[kept], np.asarray(x)[kept] / 0.7, rtol=1e-6)
+  assert 0.5 < kept.mean() < 0.9
+  g = vjp(jnp.ones_like(x))[0]  # gradient: 1 / keep where kept, 0 where dropped
+  np.testing.assert_allclose(np.asarray(g), np.where(kept, 1 / 0.7, 0.0), rtol=1e-6)
+  # broadcast_dims: one mask entry per (batch, channel), shared over H and W.
+  z = layers.Dropout(0.5, broadcast_dims=(1, 2)).apply({}, jnp.ones((8, 6, 5, 4)),
+                                                        deterministic=False, rngs=rngs)
+  assert np.all(np.asarray(z) == np.asarray(z)[:, :1, :1, :])
+  # Under jit and with the module inside a Flax model (same key derivation).
+  model = nn.Sequential([nn.Dense(3), layers.Dropout(0.5, deterministic=False)])
+  params = model.init({"params": jax.random.key(0), "dropout": jax.random.key(1)}, x)
+  out = jax.jit(lambda p: model.apply(p, x, rngs=rngs))(params)
+  assert out.shape == (8, 6, 5, 3)

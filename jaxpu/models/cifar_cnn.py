@@ -36,10 +36,10 @@ class CifarEncoder(nn.Module):
                     name=f"conv{stage}_{j}")(x)
         x = nn.leaky_relu(x, negative_slope=0.2)
       x = layers.max_pool(x, (2, 2), strides=(2, 2))
-      x = nn.Dropout(self.conv_dropout, deterministic=not train)(x)
+      x = layers.Dropout(self.conv_dropout, deterministic=not train)(x)
     x = x.reshape(x.shape[0], -1)
     x = nn.relu(nn.Dense(512, kernel_init=init, dtype=self.dtype, name="fc")(x))
-    return nn.Dropout(self.fc_dropout, deterministic=not train)(x)
+    return layers.Dropout(self.fc_dropout, deterministic=not train)(x)
 
 
 class CifarCNN(nn.Module):

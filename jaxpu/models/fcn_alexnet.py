@@ -106,9 +106,9 @@ class AlexNetEncoder(nn.Module):
     x = nn.relu(conv(256, 3, "conv5", padding=1, groups=2)(x))
     x = max_pool_ceil(x, 3, 2)
     x = nn.relu(conv(4096, 6, "fc6")(x))
-    x = nn.Dropout(self.dropout_rate, deterministic=not train)(x)
+    x = layers.Dropout(self.dropout_rate, deterministic=not train)(x)
     x = nn.relu(conv(4096, 1, "fc7")(x))
-    return nn.Dropout(self.dropout_rate, deterministic=not train)(x)
+    return layers.Dropout(self.dropout_rate, deterministic=not train)(x)
 
 
 class AlexNetHead(nn.Module):

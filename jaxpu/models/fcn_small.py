@@ -49,9 +49,9 @@ class SmallEncoder(nn.Module):
       x = nn.relu(conv(features, 3, f"conv{stage}_2")(x))
       x = layers.max_pool(x, (2, 2), strides=(2, 2), padding="SAME")
     x = nn.relu(conv(128, 3, "conv4")(x))
-    x = nn.Dropout(self.dropout_rate, deterministic=not train)(x)
+    x = layers.Dropout(self.dropout_rate, deterministic=not train)(x)
     x = nn.relu(conv(128, 1, "conv5")(x))
-    return nn.Dropout(self.dropout_rate, deterministic=not train)(x)
+    return layers.Dropout(self.dropout_rate, deterministic=not train)(x)
 
 
 class SmallHead(nn.Module):

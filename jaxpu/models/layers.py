@@ -23,12 +23,22 @@ function); only how XLA runs it, and so the speed, differs
   fixed separable kernel (FCN's bilinear upsampling) as two small matmuls
   with the interpolation matrices, optionally cropped. As a depthwise
   convolution with a 32× dilated input it was most of FCN-AlexNet's step.
+- `Dropout` / `dropout_mask`: `flax.linen.Dropout` with its Bernoulli mask
+  drawn from a counter-based integer hash (two 32-bit multiply-xorshift
+  rounds, seeded by 64 bits from the layer's key) instead of
+  `jax.random.bernoulli`. XLA's CPU expansion of the `rbg` key's
+  RngBitGenerator (Philox) costs ≈ 25 ns per element: 25 ms for the mask of
+  a [128, 16, 16, 32] activation on one core; the hash takes 0.5 ms. The
+  Table 6 CNN's train step gains ≈ 7 % (one core, 251 vs 235 images per
+  CPU-second). Masks differ from Flax's (another random stream), with the
+  same distribution.
 """
 
 from __future__ import annotations
 
 from typing import Optional, Sequence, Union
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -211,3 +221,79 @@ def separable_transposed_conv(x: jax.Array, kernel_1d, stride: int, crop_offset:
   cols = jnp.asarray(cols, x.dtype)
   y = jnp.einsum("ih,...hwc->...iwc", rows, x)
   return jnp.einsum("jw,...iwc->...ijc", cols, y)
+
+
+def _mix32(h: jax.Array) -> jax.Array:
+  """A bijective 32-bit multiply-xorshift finaliser (Wellons' `lowbias32`)."""
+  h = h ^ (h >> 16)
+  h = h * jnp.uint32(0x7FEB352D)
+  h = h ^ (h >> 15)
+  h = h * jnp.uint32(0x846CA68B)
+  return h ^ (h >> 16)
+
+
+def dropout_mask(key: jax.Array, keep_prob: float, shape: Sequence[int]) -> jax.Array:
+  """Boolean `shape` mask, each entry True with probability `keep_prob`, from `key`.
+
+  Entry i (row-major) is `h(i) < round(keep_prob · 2³²)` with
+  `h(i) = mix(mix(i + s₀) ^ s₁)` (bitwise inverted when `s₀` is odd),
+  `s₀, s₁` 32 random bits each from `key` (`jax.random.bits`) and `mix` a
+  bijective multiply-xorshift hash of 32-bit words. For a fixed key `h`
+  permutes the 32-bit integers, so over the whole counter range exactly
+  `round(keep_prob · 2³²)` entries are kept: the keep probability is exact
+  to 2⁻³³. The stream differs from
+  `jax.random.bernoulli`'s (not bit-identical masks; not a cryptographic
+  generator — statistically adequate for dropout), and costs a few integer
+  operations per entry instead of a Philox/Threefry evaluation.
+
+  Args:
+    key: a PRNG key (typed or raw); each call needs its own key.
+    keep_prob: a Python float in [0, 1].
+    shape: the mask's shape; at most 2³² entries.
+  """
+  keep_prob = float(keep_prob)
+  if not 0.0 <= keep_prob <= 1.0:
+    raise ValueError(f"keep_prob must be in [0, 1], got {keep_prob}.")
+  shape = tuple(int(d) for d in shape)
+  size = int(np.prod(shape, dtype=np.int64))
+  if size > 2 ** 32:
+    raise ValueError(f"dropout_mask draws at most 2**32 entries, got shape {shape}.")
+  if keep_prob == 1.0:
+    return jnp.ones(shape, bool)
+  threshold = min(int(round(keep_prob * 2.0 ** 32)), 2 ** 32 - 1)
+  seeds = jax.random.bits(key, (2,), jnp.uint32)
+  if size == 0:
+    return jnp.zeros(shape, bool)
+  counter = jax.lax.iota(jnp.uint32, size).reshape(shape)
+  h = _mix32(_mix32(counter + seeds[0]) ^ seeds[1])
+  # One more bijection, chosen by a key bit at run time. Its purpose is the
+  # conditional: XLA cannot fuse the hash through it, so the mask is computed
+  # once and read by the forward and backward selects. Left fusible, XLA
+  # recomputes the hash inside every consumer (4× per element, unvectorised,
+  # in max_pool's gradient: 3× slower than the RngBitGenerator it replaces).
+  h = jax.lax.cond((seeds[0] & 1) == 1, jnp.invert, lambda v: v, h)
+  return h < jnp.uint32(threshold)
+
+
+class Dropout(nn.Dropout):
+  """`flax.linen.Dropout` (same fields, scaling and key use) with `dropout_mask`'s mask.
+
+  Same name as Flax's class, so automatic module names (`Dropout_0`, ...)
+  and hence the per-layer keys `make_rng` derives stay the same.
+  """
+
+  @nn.compact
+  def __call__(self, inputs, deterministic: Optional[bool] = None, rng=None):
+    deterministic = nn.merge_param("deterministic", self.deterministic, deterministic)
+    if self.rate == 0.0 or deterministic:
+      return inputs
+    if self.rate == 1.0:
+      return jnp.zeros_like(inputs)
+    keep_prob = 1.0 - self.rate
+    if rng is None:
+      rng = self.make_rng(self.rng_collection)
+    shape = list(inputs.shape)
+    for dim in self.broadcast_dims:
+      shape[dim] = 1
+    mask = jnp.broadcast_to(dropout_mask(rng, keep_prob, shape), inputs.shape)
+    return jax.lax.select(mask, inputs / keep_prob, jnp.zeros_like(inputs))

@@ -14,6 +14,8 @@ from typing import Any, Sequence
 import flax.linen as nn
 import jax.numpy as jnp
 
+from jaxpu.models import layers
+
 _ACTIVATIONS = {"relu": nn.relu, "tanh": nn.tanh, "sigmoid": nn.sigmoid}
 
 
@@ -30,7 +32,7 @@ class MLPEncoder(nn.Module):
     for i, units in enumerate(self.hidden):
       x = act(nn.Dense(units, kernel_init=nn.initializers.xavier_uniform(),
                        dtype=self.dtype, name=f"dense{i + 1}")(x))
-      x = nn.Dropout(self.dropout_rate, deterministic=not train)(x)
+      x = layers.Dropout(self.dropout_rate, deterministic=not train)(x)
     return x
 
 
