@@ -21,25 +21,54 @@ import statistics
 import time
 from typing import Any, Callable, Mapping, Optional, Sequence
 
-# XLA's CPU backend (JAX 0.10.2) hands every convolution to YNNPACK by default.
-# YNNPACK is slow on the weight-gradient convolution of a training step (a
-# convolution whose window is the whole feature map): 5-8 GFLOP/s against
-# 70-100 for Eigen's. Removing convolutions from the YNNPACK fusion types
-# sends them to Eigen (benchmarks/README.md, "Where the time goes").
-EIGEN_CONV_XLA_FLAG = "--xla_cpu_experimental_ynn_fusion_type=-individual_convolution"
-# The same, as a per-`jax.jit` compiler option (the enum list without convolutions).
-EIGEN_CONV_COMPILER_OPTIONS = {
-    "xla_cpu_experimental_ynn_fusion_type":
-        "LIBRARY_FUSION_TYPE_INDIVIDUAL_DOT,LIBRARY_FUSION_TYPE_REDUCE"}
-CPU_CONV_CHOICES = ("default", "eigen")
+YNN_FUSION_OPTION = "xla_cpu_experimental_ynn_fusion_type"
+YNN_FUSION_TYPES = {"dot": "LIBRARY_FUSION_TYPE_INDIVIDUAL_DOT",
+                    "reduce": "LIBRARY_FUSION_TYPE_REDUCE",
+                    "convolution": "LIBRARY_FUSION_TYPE_INDIVIDUAL_CONVOLUTION"}
+YNN_FUSION_HELP = ("XLA CPU library (YNNPACK) fusions of the jitted steps: 'train' (jaxpu's "
+                   "train step: jaxpu.train.default_compiler_options()), 'default' (XLA's: "
+                   "dot, reduce, convolution), 'none', or a comma list of "
+                   f"{', '.join(YNN_FUSION_TYPES)}.")
 
 
-def configure_xla(cpu_conv: str = "default", host_devices: Optional[int] = None) -> None:
+def compiler_options(ynn_fusion: str) -> dict:
+  """`jax.jit` compiler options for a `--ynn_fusion` value (`{}`: XLA's defaults).
+
+  XLA's CPU backend (JAX 0.10) hands convolutions, dots and reductions to
+  YNNPACK by default; the types left out of the list run in XLA's own
+  emitters or Eigen (benchmarks/README.md).
+  """
+  if ynn_fusion == "train":
+    from jaxpu import train  # pylint: disable=g-import-not-at-top
+    return train.default_compiler_options()
+  if ynn_fusion == "default":
+    return {}
+  names = [] if ynn_fusion == "none" else [n.strip() for n in ynn_fusion.split(",")]
+  unknown = [n for n in names if n not in YNN_FUSION_TYPES and n not in YNN_FUSION_TYPES.values()]
+  if unknown:
+    raise ValueError(f"--ynn_fusion: unknown fusion type(s) {unknown}; use 'train', 'default', "
+                     f"'none' or a comma list of {', '.join(YNN_FUSION_TYPES)}.")
+  return {YNN_FUSION_OPTION: ",".join(YNN_FUSION_TYPES.get(n, n) for n in names)}
+
+
+KEEP_FREED_MEMORY_HELP = (
+    "First call jaxpu.experiment.keep_freed_memory(), as the experiments do: glibc keeps "
+    "freed memory instead of page-faulting each step's large buffers anew (process-wide, so "
+    "PyTorch in the same process gets it too).")
+
+
+def keep_freed_memory(enabled: bool) -> bool:
+  """`jaxpu.experiment.keep_freed_memory()` if `enabled`; whether it took effect."""
+  if not enabled:
+    return False
+  from jaxpu import experiment  # pylint: disable=g-import-not-at-top
+  return experiment.keep_freed_memory()
+
+
+def configure_xla(host_devices: Optional[int] = None) -> None:
   """Sets `XLA_FLAGS` before the JAX backend starts (call first thing in `main`).
 
   Args:
-    cpu_conv: "default" (XLA's choice: YNNPACK) or "eigen" (Eigen convolutions
-      on the CPU; no effect on other platforms).
     host_devices: if given, fake this many CPU devices
       (`--xla_force_host_platform_device_count`; they share the same cores, so
       this checks the multi-device code path, not a speed-up).
@@ -47,21 +76,15 @@ def configure_xla(cpu_conv: str = "default", host_devices: Optional[int] = None)
   Raises:
     RuntimeError: if the JAX backend already started (the flags would be ignored).
   """
-  if cpu_conv not in CPU_CONV_CHOICES:
-    raise ValueError(f"cpu_conv must be one of {CPU_CONV_CHOICES}, got {cpu_conv!r}.")
-  extra = []
-  if cpu_conv == "eigen":
-    extra.append(EIGEN_CONV_XLA_FLAG)
-  if host_devices:
-    extra.append(f"--xla_force_host_platform_device_count={int(host_devices)}")
-  if not extra:
+  if not host_devices:
     return
   if _backend_started():
     raise RuntimeError("configure_xla must run before JAX initialises its backend "
                        "(before the first jax.devices() or computation).")
   flags = [f for f in os.environ.get("XLA_FLAGS", "").split()
-           if not (host_devices and f.startswith("--xla_force_host_platform_device_count"))]
-  os.environ["XLA_FLAGS"] = " ".join(flags + extra)
+           if not f.startswith("--xla_force_host_platform_device_count")]
+  os.environ["XLA_FLAGS"] = " ".join(
+      flags + [f"--xla_force_host_platform_device_count={int(host_devices)}"])
 
 
 def _backend_started() -> bool:

@@ -79,6 +79,7 @@ def define_flags() -> None:
   flags.DEFINE_bool("train_step", True,
       "Time the dataset's train step for the ratio.")
   flags.DEFINE_string("output", None, "Write the results as JSON to this path.")
+  flags.DEFINE_bool("keep_freed_memory", True, common.KEEP_FREED_MEMORY_HELP)
 
 
 def build(spec: Spec, batch_size: int, *, data_dir=None, manual_dir=None,
@@ -169,11 +170,12 @@ COLUMNS = ("pipeline", "corruption", "image_shape", "batch", "prepare_s",
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
+  kept = common.keep_freed_memory(FLAGS.keep_freed_memory)
   unknown = sorted(set(FLAGS.datasets) - set(SPECS))
   if unknown:
     raise app.UsageError(f"Unknown --datasets {unknown}; choose from {list(SPECS)}.")
   info = common.device_info()
-  print(f"Device: {common.describe(info)}", flush=True)
+  print(f"Device: {common.describe(info)}; malloc keeps freed memory: {kept}", flush=True)
   rows = []
   for name in FLAGS.datasets:
     spec = SPECS[name]
@@ -193,6 +195,7 @@ def main(argv):
     if "skipped" in r:
       print(f"skipped {r['pipeline']}: {r['skipped']}")
   common.write_json(FLAGS.output, {"benchmark": "input_pipeline", "device": info,
+                                    "keep_freed_memory": kept,
                                     "rows": rows})
 
 

@@ -9,7 +9,11 @@ traffic: the least a step must move is reading logits, labels and mask and
 writing the gradient, and its rate is compared with the bandwidth of a large
 array copy measured in the same process (target: at least half of it).
 
-  python -m benchmarks.losses --batch=32 --size=256 --num_classes=21 \
+The step is compiled with the train step's XLA options by default
+(`jaxpu.train.default_compiler_options()`; `--ynn_fusion` picks others), so
+the losses are measured as they run inside training.
+
+  taskset -c 1 python -m benchmarks.losses --batch=32 --size=256 --num_classes=21 \
       --output=/tmp/losses.json
 """
 
@@ -40,6 +44,8 @@ def define_flags() -> None:
   flags.DEFINE_integer("bandwidth_megabytes", 256,
       "Array size of the bandwidth reference.")
   flags.DEFINE_string("output", None, "Write the results as JSON to this path.")
+  flags.DEFINE_bool("keep_freed_memory", True, common.KEEP_FREED_MEMORY_HELP)
+  flags.DEFINE_string("ynn_fusion", "train", common.YNN_FUSION_HELP)
 
 
 PRIOR = 0.3  # class prior π of the PU risks (any valid value: the cost does not depend on it)
@@ -83,6 +89,29 @@ def make_inputs(batch: int, size: int, num_classes: int, multiclass: bool) -> di
   }
 
 
+def fresh_output_rate(megabytes: int, rounds: int = 5) -> dict:
+  """Bytes/s (read + write) of `1 - x` into a fresh output buffer of `megabytes`, jit.
+
+  Unlike the bandwidth reference (input donated), every call allocates its
+  output as a step's gradient is allocated; above glibc's mmap threshold (32
+  MiB at most) that buffer is new memory each call and its page faults are paid
+  on first touch.
+  """
+  import jax  # pylint: disable=g-import-not-at-top
+  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+  size = megabytes * 2 ** 20 // 4
+  x = jax.random.uniform(jax.random.key(0), (size,), jnp.float32)
+  update = jax.jit(lambda v: 1.0 - v)
+
+  def run(k):
+    for _ in range(k):
+      out = update(x)
+    out.block_until_ready()
+
+  timing = common.interleave({"fresh": run}, rounds=rounds, iterations=3, warmup=1)["fresh"]
+  return {"megabytes": megabytes, **timing.summary(2.0 * 4 * size)}
+
+
 def minimal_bytes(inputs: dict) -> float:
   """Read logits, labels and mask once, write the gradient (logits-shaped) once."""
   return float(2 * inputs["logits"].nbytes + inputs["labels"].nbytes + inputs["where"].nbytes)
@@ -104,8 +133,12 @@ def make_step(name: str, num_classes: int):
   return jax.jit(jax.value_and_grad(objective))
 
 
-def benchmark(names, inputs_by_kind, num_classes, *, bandwidth, rounds, window_seconds):
-  """Rows of elements/s and achieved bandwidth per loss, all losses timed interleaved."""
+def benchmark(names, inputs_by_kind, num_classes, *, bandwidth, rounds, window_seconds,
+              options=None):
+  """Rows of elements/s and achieved bandwidth per loss, all losses timed interleaved.
+
+  `options`: `jax.jit` compiler options of every step (None or `{}`: XLA's defaults).
+  """
   import jax  # pylint: disable=g-import-not-at-top
   binary, _ = loss_names()
   candidates, meta = {}, {}
@@ -114,7 +147,7 @@ def benchmark(names, inputs_by_kind, num_classes, *, bandwidth, rounds, window_s
     inputs = inputs_by_kind[kind]
     step = make_step(name, num_classes)
     args = (inputs["logits"], inputs["labels"], inputs["where"])
-    compiled = step.lower(*args).compile()
+    compiled = step.lower(*args).compile(compiler_options=options or None)
 
     def run(n, compiled=compiled, args=args):
       out = None
@@ -136,6 +169,7 @@ def benchmark(names, inputs_by_kind, num_classes, *, bandwidth, rounds, window_s
         "loss": name, "kind": m["kind"],
         "shape": "x".join(map(str, inputs_by_kind[m["kind"]]["logits"].shape)),
         "elements_per_s": m["elements"] / seconds, "ms": 1e3 * seconds,
+        "ns_per_element": 1e9 * seconds / m["elements"],
         "min_bytes": m["min_bytes"], "xla_bytes_accessed": m["bytes_accessed"],
         "gb_per_s": m["min_bytes"] / seconds / 1e9,
         "fraction_of_bandwidth": m["min_bytes"] / seconds / bandwidth,
@@ -145,13 +179,15 @@ def benchmark(names, inputs_by_kind, num_classes, *, bandwidth, rounds, window_s
   return rows
 
 
-COLUMNS = ("loss", "shape", "ms", "elements_per_s", "gb_per_s", "fraction_of_bandwidth",
+COLUMNS = ("loss", "shape", "ms", "elements_per_s", "ns_per_element", "gb_per_s",
+           "fraction_of_bandwidth",
            "gb_per_cpu_s", "others_cpu_share")
 
 
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
+  kept = common.keep_freed_memory(FLAGS.keep_freed_memory)
   binary, multiclass = loss_names()
   names = FLAGS.losses or binary + multiclass
   unknown = sorted(set(names) - set(binary + multiclass))
@@ -161,19 +197,31 @@ def main(argv):
     raise app.UsageError(f"--num_classes must be >= 2, got {FLAGS.num_classes}.")
 
   info = common.device_info()
-  print(f"Device: {common.describe(info)}", flush=True)
+  print(f"Device: {common.describe(info)}; malloc keeps freed memory: {kept}", flush=True)
   bandwidth = common.memory_bandwidth(FLAGS.bandwidth_megabytes, rounds=FLAGS.rounds)
   print(f"Memory bandwidth ({FLAGS.bandwidth_megabytes} MB float32): copy "
         f"{bandwidth['copy']['rate'] / 1e9:.1f} GB/s, read {bandwidth['read']['rate'] / 1e9:.1f} "
         f"GB/s (per CPU-second: copy {bandwidth['copy']['rate_per_cpu_second'] / 1e9:.1f}, "
         f"read {bandwidth['read']['rate_per_cpu_second'] / 1e9:.1f})", flush=True)
+  fresh = fresh_output_rate(FLAGS.bandwidth_megabytes, rounds=FLAGS.rounds)
+  print(f"Copy into a fresh (not donated) {FLAGS.bandwidth_megabytes} MB output: "
+        f"{fresh['rate'] / 1e9:.1f} GB/s (the page faults of a new large buffer; a loss "
+        "step's gradient is one)", flush=True)
+  try:
+    options = common.compiler_options(FLAGS.ynn_fusion)
+  except ValueError as e:
+    raise app.UsageError(str(e)) from e
+  print(f"Compiler options: {options or 'XLA defaults'}", flush=True)
   inputs = {kind: make_inputs(FLAGS.batch, FLAGS.size, FLAGS.num_classes,
                               kind == "multiclass") for kind in ("binary", "multiclass")}
   rows = benchmark(names, inputs, FLAGS.num_classes, bandwidth=bandwidth["rate"],
-                   rounds=FLAGS.rounds, window_seconds=FLAGS.window_seconds)
+                   rounds=FLAGS.rounds, window_seconds=FLAGS.window_seconds,
+                   options=options)
   print(common.format_table(rows, COLUMNS))
   common.write_json(FLAGS.output, {"benchmark": "losses", "device": info,
-                                    "bandwidth": bandwidth, "rows": rows})
+                                    "keep_freed_memory": kept,
+                                    "bandwidth": bandwidth, "fresh_output_copy": fresh,
+                                    "compiler_options": options, "rows": rows})
 
 
 if __name__ == "__main__":

@@ -42,8 +42,12 @@ def make_batch(config: Config, batch_size: int, image_size: Optional[int] = None
   return {"image": image, "label": label}
 
 
-def jax_candidate(config: Config, batch: dict, num_devices: int, flops: bool = True) -> dict:
-  """jaxpu's train step on `num_devices` devices: `run(n)`, compile time, FLOPs, params."""
+def jax_candidate(config: Config, batch: dict, num_devices: int, flops: bool = True,
+                  compiler_options: Optional[dict] = None) -> dict:
+  """jaxpu's train step on `num_devices` devices: `run(n)`, compile time, FLOPs, params.
+
+  `compiler_options`: those of `jaxpu.train.make_train_step` (None: its defaults).
+  """
   import jax  # pylint: disable=g-import-not-at-top
   from jaxpu import models, train  # pylint: disable=g-import-not-at-top
 
@@ -53,7 +57,8 @@ def jax_candidate(config: Config, batch: dict, num_devices: int, flops: bool = T
   mesh = train.make_mesh(jax.local_devices()[:num_devices])
   state = train.create_train_state(model, optimizer, 0, batch, mesh=mesh)
   params = sum(x.size for x in jax.tree.leaves(state.params))
-  step = train.make_train_step(model, optimizer, loss_fn, mesh)
+  step = train.make_train_step(model, optimizer, loss_fn, mesh,
+                              compiler_options=compiler_options)
   device_batch = train.shard_batch(batch, mesh)
   box = {"state": state}
 

@@ -66,14 +66,7 @@ def define_flags() -> None:
   flags.DEFINE_integer(
       "host_devices", None, "Fake this many CPU devices (they share the cores: checks the "
       "multi-device code path, not a speed-up).")
-  flags.DEFINE_enum(
-      "cpu_conv", "default", list(common.CPU_CONV_CHOICES),
-      "XLA CPU convolutions: default (YNNPACK in JAX 0.10) or eigen (see README).")
-  flags.DEFINE_enum(
-      "layers", "models", ["models", "proposed"],
-      "proposed: trace the models with jaxpu.models.layers' formulations patched in "
-      "(max_pool, conv_general_dilated, separable_transposed_conv, Dropout; see README) to "
-      "measure them before the models use them.")
+  flags.DEFINE_string("ynn_fusion", "train", common.YNN_FUSION_HELP)
   flags.DEFINE_integer("rounds", 5, "Timed windows per candidate (interleaved).")
   flags.DEFINE_float("window_seconds", 1.0, "Approximate length of one window.")
   flags.DEFINE_integer("warmup", 2, "Untimed steps before timing (after compiling).")
@@ -84,11 +77,13 @@ def define_flags() -> None:
   flags.DEFINE_integer("peak_size", None,
       "Side of the peak-FLOP/s matmul (default: 2048 on CPU, 8192 otherwise).")
   flags.DEFINE_string("output", None, "Write the results as JSON to this path.")
+  flags.DEFINE_bool("keep_freed_memory", True, common.KEEP_FREED_MEMORY_HELP)
 
 
 def benchmark(config_name: str, batch_size: int, num_devices: int, *, peak: float,
               torch_modes, rounds: int, window_seconds: float, warmup: int,
-              image_size: Optional[int] = None, flops: bool = True) -> dict:
+              image_size: Optional[int] = None, flops: bool = True,
+              compiler_options: Optional[dict] = None) -> dict:
   """One row: jaxpu (and PyTorch on one device) for one configuration."""
   torch = common.import_torch()
   config = CONFIGS[config_name]
@@ -96,7 +91,8 @@ def benchmark(config_name: str, batch_size: int, num_devices: int, *, peak: floa
   row: dict[str, Any] = {"config": config_name, "model": config.model,
                          "input": "x".join(map(str, batch["image"].shape[1:])),
                          "batch": batch_size, "devices": num_devices}
-  jx = steps.jax_candidate(config, batch, num_devices, flops=flops)
+  jx = steps.jax_candidate(config, batch, num_devices, flops=flops,
+                           compiler_options=compiler_options)
   row["params"] = jx["params"]
   candidates = {"jaxpu": jx["run"]}
   if torch is not None and torch_modes and num_devices == 1:
@@ -142,31 +138,6 @@ def benchmark(config_name: str, batch_size: int, num_devices: int, *, peak: floa
   return row
 
 
-def use_proposed_layers() -> None:
-  """Patches `jaxpu.models.layers`' formulations into Flax and FCN-AlexNet (this process only).
-
-  Same functions and parameters, different XLA programs: `flax.linen.max_pool`
-  → `layers.max_pool`; every `flax.linen.Conv` uses
-  `layers.conv_general_dilated`; FCN-AlexNet's bilinear upsampling →
-  `layers.separable_transposed_conv`; `flax.linen.Dropout` → `layers.Dropout`
-  (hash-based masks).
-  """
-  import flax.linen as nn  # pylint: disable=g-import-not-at-top
-  from jaxpu.models import fcn_alexnet  # pylint: disable=g-import-not-at-top
-  from jaxpu.models import layers  # pylint: disable=g-import-not-at-top
-
-  class Conv(nn.Conv):  # same class name: Flax's automatic module names stay the same
-    conv_general_dilated: Any = layers.conv_general_dilated
-
-  def upsample(x, size=fcn_alexnet.UPSCORE_KERNEL, stride=fcn_alexnet.UPSCORE_STRIDE):
-    return layers.separable_transposed_conv(x, fcn_alexnet.bilinear_kernel_1d(size), stride)
-
-  nn.max_pool = layers.max_pool
-  nn.Conv = Conv
-  nn.Dropout = layers.Dropout
-  fcn_alexnet.bilinear_upsample = upsample
-
-
 def default_device_counts(n: int) -> list[int]:
   counts, k = [], 1
   while k < n:
@@ -185,10 +156,13 @@ COLUMNS = ("config", "input", "batch", "devices", "jaxpu_examples_per_s", "compi
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
-  common.configure_xla(FLAGS.cpu_conv, FLAGS.host_devices)
+  kept = common.keep_freed_memory(FLAGS.keep_freed_memory)
+  common.configure_xla(FLAGS.host_devices)
   import jax  # pylint: disable=g-import-not-at-top
-  if FLAGS.layers == "proposed":
-    use_proposed_layers()
+  try:
+    options = common.compiler_options(FLAGS.ynn_fusion)
+  except ValueError as e:
+    raise app.UsageError(str(e)) from None
 
   unknown = sorted(set(FLAGS.models) - set(CONFIGS))
   if unknown:
@@ -204,7 +178,7 @@ def main(argv):
   torch_modes = [m for m in FLAGS.torch if m]
 
   info = common.device_info()
-  print(f"Device: {common.describe(info)}", flush=True)
+  print(f"Device: {common.describe(info)}; malloc keeps freed memory: {kept}", flush=True)
   if info["platform"] == "cpu" and local > 1:
     print("Note: several CPU devices share the same cores; multi-device rows check the "
           "code path, not a speed-up.")
@@ -221,7 +195,7 @@ def main(argv):
         row = benchmark(name, batch_size, n, peak=peak["rate"], torch_modes=torch_modes,
                         rounds=FLAGS.rounds, window_seconds=FLAGS.window_seconds,
                         warmup=FLAGS.warmup, image_size=FLAGS.image_size,
-                        flops=FLAGS.flops)
+                        flops=FLAGS.flops, compiler_options=options)
         rows.append(row)
         print(common.format_table([row], COLUMNS).splitlines()[-1], flush=True)
         for mode, error in row.get("torch_errors", {}).items():
@@ -230,8 +204,9 @@ def main(argv):
   print()
   print(common.format_table(rows, COLUMNS))
   common.write_json(FLAGS.output, {"benchmark": "train_step", "device": info,
+                                    "keep_freed_memory": kept,
                                     "peak_matmul": peak, "peak_matmul_after": peak_after,
-                                    "cpu_conv": FLAGS.cpu_conv, "layers": FLAGS.layers,
+                                    "compiler_options": options,
                                     "rows": rows})
 
 

@@ -150,6 +150,7 @@ def main(argv):
     raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
   rates = parse_rates(_RATES.value) if _SWEEP.value else ()
   config = experiment.preset(PRESETS)
+  experiment.keep_freed_memory()
   experiment.enable_compilation_cache()
   outputs = experiment.Outputs(FLAGS.workdir)
   runner = make_runner(config)

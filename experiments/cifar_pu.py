@@ -264,6 +264,7 @@ def main(argv):
   for table, fraction, key, labels in jobs:
     data_key = (labels, fraction if labels == "pu" else LABELLED_FRACTION)
     groups.setdefault(data_key, []).append((table, fraction, key))
+  experiment.keep_freed_memory()
   experiment.enable_compilation_cache()
   out = experiment.Outputs(FLAGS.workdir)
   num_classes = None

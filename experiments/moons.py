@@ -130,6 +130,7 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
   config = experiment.preset(PRESETS)
+  experiment.keep_freed_memory()
   experiment.enable_compilation_cache()
   out = experiment.Outputs(FLAGS.workdir)
   values = {}  # (row, column) -> [value per repeat]

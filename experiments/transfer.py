@@ -148,6 +148,7 @@ def main(argv):
   config = experiment.preset(PRESETS)
   if _FINETUNE_STEPS.value is not None:
     config["finetune_steps"] = _FINETUNE_STEPS.value
+  experiment.keep_freed_memory()
   experiment.enable_compilation_cache()
   outputs = experiment.Outputs(FLAGS.workdir)
   runner = make_runner(config)

@@ -12,6 +12,7 @@ a 2-core CPU on the embedded dataset) and `paper` (the thesis' settings).
 
 from __future__ import annotations
 
+import ctypes
 import dataclasses
 import os
 import re
@@ -90,6 +91,33 @@ def enable_compilation_cache(path: str | None = None) -> str:
   jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
   jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
   return path
+
+
+# glibc's mallopt parameters (malloc.h).
+_M_TRIM_THRESHOLD, _M_MMAP_MAX, _M_ARENA_MAX = -1, -4, -8
+
+
+def keep_freed_memory() -> bool:
+  """Makes glibc's malloc keep freed memory for reuse; True if it took effect.
+
+  XLA's CPU runtime allocates the large buffers of every step anew (its
+  temporaries, a segmentation batch's gradient). glibc serves blocks over its
+  mmap threshold (at most 32 MiB) with a fresh `mmap` and unmaps them on
+  free, so every page of them faults again on every step: about 0.65 ns per
+  byte here, +20 % on the `fcn_small` train step and 2.5× on the 21-class
+  losses (benchmarks/README.md). This turns `mmap` off for allocations, keeps
+  freed memory up to 2 GiB at the heap top, and uses one arena for all
+  threads (`GLIBC_TUNABLES=glibc.malloc.mmap_max=0:glibc.malloc.
+  trim_threshold=...:glibc.malloc.arena_max=1` before start-up does the
+  same). The process then keeps its peak memory. Call it first thing in
+  `main`, before JAX starts its threads. No effect (False) without glibc.
+  """
+  try:
+    mallopt = ctypes.CDLL(None).mallopt
+  except (OSError, AttributeError):
+    return False
+  settings = ((_M_MMAP_MAX, 0), (_M_TRIM_THRESHOLD, 2**31 - 1), (_M_ARENA_MAX, 1))
+  return all(mallopt(param, value) == 1 for param, value in settings)
 
 
 def repeat_seeds() -> list[int]:

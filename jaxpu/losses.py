@@ -19,12 +19,13 @@ Conventions (those of ``optax.losses``):
   255 included) and whatever the logits (even NaN). Labels and logits are
   replaced by safe values before any arithmetic, so nothing leaks through the
   backward pass.
-* Precision: everything is computed in log space (``jax.nn.log_sigmoid``,
-  ``jax.nn.log_softmax``) in at least float32. Low-precision logits
-  (bfloat16, float16) are upcast to float32 and the loss is returned in
-  float32, so that reductions over many pixels do not happen in bfloat16; the
-  gradient with respect to bfloat16 logits is bfloat16 again. Values and
-  gradients are finite for |logit| up to 1e4 (tested) and beyond.
+* Precision: everything is computed in log space (log σ from one
+  exp(-|f|) and one log1p per element, ``jax.nn.log_softmax``) in at least
+  float32. Low-precision logits (bfloat16, float16) are upcast to float32
+  and the loss is returned in float32, so that reductions over many pixels
+  do not happen in bfloat16; the gradient with respect to bfloat16 logits
+  is bfloat16 again. Values and gradients are finite for |logit| up to 1e4
+  (tested) and beyond.
 * Label checks: when the labels (and ``where``, if given) are concrete arrays,
   a label outside {0, 1} (binary) or ``[0, C)`` (multiclass) at a position
   where ``where`` is True raises a ``ValueError`` naming the bad values. Under
@@ -199,9 +200,56 @@ def _weighted(loss: Array, labels: Array, class_weights) -> Array:
 # ----------------------------------------------------------------------------
 
 
+def _sigmoid_parts_and_derivatives(f: Array) -> tuple[tuple, tuple]:
+  """(log σ(f), log σ(-f), σ(f), σ(-f)) and their derivatives in f.
+
+  One exp and one log1p per element (thesis App. B.1's σ):
+    e = exp(-|f|),  log σ(±f) = -max(∓f, 0) - log1p(e),
+    σ(f) = 1 / (1 + e) for f ≥ 0 and e / (1 + e) otherwise,
+  and the derivatives reuse e: d log σ(f) = σ(-f), d log σ(-f) = -σ(f),
+  dσ(f) = σ(f) σ(-f) = -dσ(-f).
+  """
+  e = jnp.exp(-jnp.abs(f))
+  softplus_of_minus_abs = jnp.log1p(e)
+  r = 1. / (1. + e)
+  nonnegative = f >= 0
+  sigmoid = jnp.where(nonnegative, r, e * r)
+  sigmoid_of_minus = jnp.where(nonnegative, e * r, r)
+  parts = (-(jnp.maximum(-f, 0.) + softplus_of_minus_abs),
+           -(jnp.maximum(f, 0.) + softplus_of_minus_abs),
+           sigmoid, sigmoid_of_minus)
+  slope = sigmoid * sigmoid_of_minus
+  return parts, (sigmoid_of_minus, -sigmoid, slope, -slope)
+
+
+@jax.custom_jvp
+def _sigmoid_parts(f: Array) -> tuple[Array, Array, Array, Array]:
+  """(log σ(f), log σ(-f), σ(f), σ(-f)) from one exp(-|f|) (see above).
+
+  Same values as ``jax.nn.log_sigmoid`` / ``jax.nn.sigmoid`` up to float
+  rounding; the custom JVP makes the gradient reuse the forward's exp
+  instead of differentiating log1p(exp(·)) (benchmarks/README.md).
+  Unused outputs cost nothing under jit.
+  """
+  return _sigmoid_parts_and_derivatives(f)[0]
+
+
+@_sigmoid_parts.defjvp
+def _sigmoid_parts_jvp(primals, tangents):
+  (f,), (t,) = primals, tangents
+  parts, derivatives = _sigmoid_parts_and_derivatives(f)
+  return parts, tuple(d * t for d in derivatives)
+
+
+def _log_sigmoids(f: Array) -> tuple[Array, Array]:
+  """(log σ(f), log σ(-f))."""
+  return _sigmoid_parts(f)[:2]
+
+
 def _logistic_terms(f, positive_weight=1., negative_weight=1.):
-  return (-positive_weight * jax.nn.log_sigmoid(f),
-          -negative_weight * jax.nn.log_sigmoid(-f))
+  log_sigmoid, log_sigmoid_of_minus = _log_sigmoids(f)
+  return (-positive_weight * log_sigmoid,
+          -negative_weight * log_sigmoid_of_minus)
 
 
 def logistic(logits: ArrayLike, labels: ArrayLike,
@@ -240,8 +288,8 @@ def weighted_logistic(logits: ArrayLike, labels: ArrayLike,
 
 
 def _sigmoid_negative_terms(f, positive_weight, negative_weight):
-  return (-positive_weight * jax.nn.log_sigmoid(f),
-          negative_weight * jax.nn.sigmoid(f))
+  log_sigmoid, _, sigmoid, _ = _sigmoid_parts(f)
+  return -positive_weight * log_sigmoid, negative_weight * sigmoid
 
 
 def sigmoid_negative(logits: ArrayLike, labels: ArrayLike,
@@ -265,8 +313,8 @@ def sigmoid_negative(logits: ArrayLike, labels: ArrayLike,
 
 
 def _generalized_sigmoid_negative_terms(f, alpha, beta, gamma):
-  return (-jax.nn.log_sigmoid(f),
-          alpha * jnp.exp(gamma * jax.nn.log_sigmoid(beta * f)))
+  return (-_log_sigmoids(f)[0],
+          alpha * jnp.exp(gamma * _log_sigmoids(beta * f)[0]))
 
 
 def generalized_sigmoid_negative(logits: ArrayLike, labels: ArrayLike,
@@ -289,10 +337,10 @@ def generalized_sigmoid_negative(logits: ArrayLike, labels: ArrayLike,
 
 def _bootstrap_hard_terms(f, beta):
   predicted_positive = jax.lax.stop_gradient(f > 0)
-  log_p_hat = jnp.where(predicted_positive, jax.nn.log_sigmoid(f),
-                        jax.nn.log_sigmoid(-f))
-  return (-jax.nn.log_sigmoid(f),
-          -beta * jax.nn.log_sigmoid(-f) - (1. - beta) * log_p_hat)
+  log_sigmoid, log_sigmoid_of_minus = _log_sigmoids(f)
+  log_p_hat = jnp.where(predicted_positive, log_sigmoid, log_sigmoid_of_minus)
+  return (-log_sigmoid,
+          -beta * log_sigmoid_of_minus - (1. - beta) * log_p_hat)
 
 
 def bootstrap_hard(logits: ArrayLike, labels: ArrayLike,
@@ -453,6 +501,18 @@ PU_SURROGATES = {"sigmoid": lambda z: jax.nn.sigmoid(-z),
                  "logistic": lambda z: jax.nn.softplus(-z)}
 
 
+def _surrogate_pair(surrogate: str, f: Array) -> tuple[Array, Array]:
+  """(ℓ(f), ℓ(-f)) of ``PU_SURROGATES[surrogate]``, from one exp(-|f|)."""
+  log_sigmoid, log_sigmoid_of_minus, sigmoid, sigmoid_of_minus = (
+      _sigmoid_parts(f))
+  if surrogate == "sigmoid":
+    return sigmoid_of_minus, sigmoid
+  if surrogate == "logistic":  # softplus(-f) = -log σ(f)
+    return -log_sigmoid, -log_sigmoid_of_minus
+  loss = PU_SURROGATES[surrogate]
+  return loss(f), loss(-f)
+
+
 def _pu_partial_risks(logits, labels, where, surrogate="sigmoid"):
   """Empirical partial risks with the surrogate ℓ (default sigmoid: σ(-z)).
 
@@ -466,9 +526,7 @@ def _pu_partial_risks(logits, labels, where, surrogate="sigmoid"):
   unlabeled = valid & in_range & ~positive
   n_p = jnp.maximum(1., jnp.sum(positive, dtype=f.dtype))
   n_u = jnp.maximum(1., jnp.sum(unlabeled, dtype=f.dtype))
-  loss = PU_SURROGATES[surrogate]
-  loss_as_positive = loss(f)   # ℓ(f)
-  loss_as_negative = loss(-f)  # ℓ(-f)
+  loss_as_positive, loss_as_negative = _surrogate_pair(surrogate, f)
   r_p_plus = jnp.sum(jnp.where(positive, loss_as_positive, 0.)) / n_p
   r_p_minus = jnp.sum(jnp.where(positive, loss_as_negative, 0.)) / n_p
   r_u_minus = jnp.sum(jnp.where(unlabeled, loss_as_negative, 0.)) / n_u

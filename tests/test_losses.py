@@ -69,7 +69,8 @@ ALL_TRUE = np.ones(8, bool)
 
 
 def sigmoid(x):
-  return 1. / (1. + np.exp(-np.asarray(x, np.float64)))
+  x = np.asarray(x, np.float64)
+  return np.exp(-np.logaddexp(0., -x))
 
 
 def softmax(x):
@@ -693,6 +694,91 @@ def test_multiclass_losses_finite_at_extreme_logits(logits, labels):
     assert np.all(np.isfinite(grad)), name
   # The softmax loss of the negative class is in [0, w_0 = 0.5].
   assert np.all(np.asarray(results["softmax_negative"][0])[labels == 0] <= 0.5)
+
+
+# ----------------------------------------------------------------------------
+# The fused binary formulation (one exp for value and gradient) against plain
+# jax.nn autodiff and float64 references.
+# ----------------------------------------------------------------------------
+
+F_WIDE = np.array([-1e4, -100., -88., -20., -3.3, -1e-3, 0., 1e-3, 0.5, 3.3, 17., 20.,
+                   88., 100., 1e4], np.float32)
+
+
+def _plain_sigmoid_parts(f):
+  return (jax.nn.log_sigmoid(f), jax.nn.log_sigmoid(-f), jax.nn.sigmoid(f),
+          jax.nn.sigmoid(-f))
+
+
+def test_sigmoid_parts_match_plain_autodiff_and_analytic():
+  f64 = F_WIDE.astype(np.float64)
+  s, s_minus = sigmoid(f64), sigmoid(-f64)
+  analytic = (s_minus, -s, s * s_minus, -s * s_minus)  # d/df of each part
+  for i in range(4):
+    part = lambda x, i=i: losses._sigmoid_parts(x)[i]
+    plain = lambda x, i=i: _plain_sigmoid_parts(x)[i]
+    value = jax.jit(part)(F_WIDE)
+    np.testing.assert_allclose(value, jax.jit(plain)(F_WIDE), rtol=1e-6, atol=1e-30,
+                               err_msg=str(i))
+    grad = jax.jit(jax.vmap(jax.grad(part)))(F_WIDE)
+    # Plain autodiff of σ gives σ (1 - σ) = 0 where σ rounds to 1 (f ≳ 17);
+    # σ(f) σ(-f) keeps the tiny true value.
+    np.testing.assert_allclose(grad, jax.jit(jax.vmap(jax.grad(plain)))(F_WIDE), rtol=1e-6,
+                               atol=1e-7, err_msg=str(i))
+    np.testing.assert_allclose(grad, analytic[i], rtol=1e-6, atol=1e-30, err_msg=str(i))
+    assert np.all(np.isfinite(value)) and np.all(np.isfinite(grad)), i
+
+
+def test_sigmoid_parts_forward_mode_and_second_derivative():
+  f = jnp.asarray(F_WIDE[3:-3])  # |f| ≤ 20: the second derivative is not all 0
+  fn = lambda x: jnp.sum(losses.logistic(x, jnp.ones_like(x, jnp.int32)))
+  np.testing.assert_allclose(jax.jacfwd(fn)(f), jax.grad(fn)(f), rtol=1e-6)
+  s = sigmoid(np.asarray(f, np.float64))
+  hessian = jax.jit(jax.hessian(fn))(f)
+  np.testing.assert_allclose(np.diag(hessian), s * (1. - s), rtol=1e-5, atol=1e-12)
+
+
+def _softplus64(x):
+  return np.maximum(x, 0.) + np.log1p(np.exp(-np.abs(x)))
+
+
+def _binary_reference(f, label):
+  """Float64 values and derivatives of the BINARY table's losses at logits f."""
+  s, s_minus = sigmoid(f), sigmoid(-f)
+  s3 = sigmoid(3. * f)
+  if label:
+    return {"logistic": (_softplus64(-f), -s_minus),
+            "weighted_logistic": (2. * _softplus64(-f), -2. * s_minus),
+            "sigmoid_negative": (2. * _softplus64(-f), -2. * s_minus),
+            "generalized_sigmoid_negative": (_softplus64(-f), -s_minus),
+            "bootstrap_hard": (_softplus64(-f), -s_minus)}
+  hat = np.where(f > 0, _softplus64(-f), _softplus64(f))
+  return {"logistic": (_softplus64(f), s),
+          "weighted_logistic": (0.5 * _softplus64(f), 0.5 * s),
+          "sigmoid_negative": (0.5 * s, 0.5 * s * s_minus),
+          "generalized_sigmoid_negative": (2. * s3 ** 0.5, 3. * s3 ** 0.5 * sigmoid(-3. * f)),
+          "bootstrap_hard": (0.7 * _softplus64(f) + 0.3 * hat, s - 0.3 * (f > 0))}
+
+
+@pytest.mark.parametrize("dtype", [jnp.float32, jnp.bfloat16])
+@pytest.mark.parametrize("label", [0, 1])
+def test_binary_losses_match_float64_at_extreme_logits(dtype, label):
+  f = jnp.asarray(F_WIDE, dtype)
+  where = np.arange(F_WIDE.size) % 5 != 3
+  f_nan = jnp.where(where, f, jnp.nan)  # where=False: NaN logits must not leak
+  results = binary_all(f_nan, np.full(F_WIDE.size, label), where)
+  reference = _binary_reference(np.asarray(f, np.float64), label)
+  for name, (value, grad) in results.items():
+    want_value, want_grad = reference[name]
+    assert value.dtype == jnp.float32 and grad.dtype == dtype, name
+    grad = np.asarray(grad, np.float32)
+    np.testing.assert_allclose(np.asarray(value)[where], want_value[where], rtol=1e-5,
+                               atol=1e-30, err_msg=name)
+    np.testing.assert_allclose(grad[where], want_grad[where],
+                               rtol=1e-5 if dtype == jnp.float32 else 1e-2, atol=1e-30,
+                               err_msg=name)
+    np.testing.assert_array_equal(np.asarray(value)[~where], 0., err_msg=name)
+    np.testing.assert_array_equal(grad[~where], 0., err_msg=name)
 
 
 # ----------------------------------------------------------------------------
