@@ -26,7 +26,6 @@ import numpy as np
 
 from jaxpu import experiment
 from jaxpu import report
-from jaxpu import runs
 from jaxpu import segmentation_runs as seg
 
 experiment.define_flags("binary_segmentation", datasets=("synthetic", "voc"),
@@ -88,20 +87,10 @@ def parse_rates(value: str) -> tuple[float, ...]:
 
 
 def make_runner(config) -> seg.Runner:
-  spec = runs.TrainSpec(
-      model=config["model"], model_options=config["model_options"], num_classes=1,
-      loss="logistic", optimizer=config["optimizer"], learning_rate=config["learning_rate"],
-      schedule=config["schedule"], warmup_steps=config["warmup_steps"],
-      weight_decay=config["weight_decay"], steps=config["steps"],
-      batch_size=config["batch_size"], checkpoint_every=config["checkpoint_every"])
-  data_options = dict(data_dir=FLAGS.data_dir)
-  if FLAGS.dataset == "voc":
-    data_options["manual_dir"] = FLAGS.manual_dir
-  elif config["synthetic_config"]:
-    from jaxpu.data import synthetic  # pylint: disable=g-import-not-at-top
-    data_options["config"] = synthetic.synthetic_config("single", **config["synthetic_config"])
+  spec = seg.binary_spec(config, config["learning_rate"])
   return seg.Runner(FLAGS.workdir, pretrain=spec, finetune=spec, dataset=FLAGS.dataset,
-                    data_options=data_options)
+                    data_options=seg.data_options(config, FLAGS.dataset, FLAGS.data_dir,
+                                                  FLAGS.manual_dir))
 
 
 def pooled_scores(runner, training, seeds) -> dict[str, list[float]]:

@@ -29,7 +29,6 @@ from absl import flags
 
 from jaxpu import experiment
 from jaxpu import report
-from jaxpu import runs
 from jaxpu import segmentation_runs as seg
 
 experiment.define_flags("transfer", datasets=("synthetic", "voc"), default_dataset="synthetic")
@@ -79,25 +78,16 @@ def pretraining_spec(fold_names: str) -> report.TableSpec:
 
 def make_runner(config) -> seg.Runner:
   """The pre-training / fine-tuning templates of `config` (a preset)."""
-  template = runs.TrainSpec(
-      model=config["model"], model_options=config["model_options"], num_classes=1,
-      loss="logistic", optimizer=config["optimizer"], learning_rate=config["pretrain_lr"],
-      schedule=config["schedule"], warmup_steps=config["warmup_steps"],
-      weight_decay=config["weight_decay"], steps=config["steps"],
-      batch_size=config["batch_size"], checkpoint_every=config["checkpoint_every"])
+  template = seg.binary_spec(config, config["pretrain_lr"])
   finetune = dataclasses.replace(
       template, num_classes=6, loss="softmax_cross_entropy",
       learning_rate=config["finetune_lr"], steps=config["finetune_steps"],
       batch_size=config["finetune_batch_size"],
       checkpoint_every=config["finetune_checkpoint_every"])
-  data_options = dict(data_dir=FLAGS.data_dir)
-  if FLAGS.dataset == "voc":
-    data_options["manual_dir"] = FLAGS.manual_dir
-  elif config["synthetic_config"]:
-    from jaxpu.data import synthetic  # pylint: disable=g-import-not-at-top
-    data_options["config"] = synthetic.synthetic_config("single", **config["synthetic_config"])
   return seg.Runner(FLAGS.workdir, pretrain=template, finetune=finetune,
-                    dataset=FLAGS.dataset, data_options=data_options)
+                    dataset=FLAGS.dataset,
+                    data_options=seg.data_options(config, FLAGS.dataset, FLAGS.data_dir,
+                                                  FLAGS.manual_dir))
 
 
 def run(tables, folds, seeds, runner, outputs):

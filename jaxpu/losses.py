@@ -160,13 +160,12 @@ def _binary_loss(terms: Callable[..., tuple[Array, Array]], logits, labels,
   return _finish(loss, valid, in_range)
 
 
-@functools.partial(jax.jit, static_argnums=(0, 5))
-def _multiclass_loss(terms: Callable[..., Array], logits, labels, where,
-                     params: tuple, negative_class: int) -> Array:
-  """`terms(log_p, labels, negative_class, *params)` gives the loss.
+def _multiclass_inputs(logits, labels, where):
+  """Broadcasts and sanitises multiclass inputs.
 
-  log_p is the log-softmax over the last axis of sanitised logits and labels
-  are replaced by 0 where unused.
+  Returns (logits, labels, valid, in_range, use): float logits `[..., C]`
+  that are 0 wherever they will not be used, the labels, the `where` mask,
+  the in-range mask and `use = valid & in_range`, all of the broadcast shape.
   """
   logits = jnp.asarray(logits)
   labels = jnp.asarray(labels)
@@ -180,6 +179,18 @@ def _multiclass_loss(terms: Callable[..., Array], logits, labels, where,
   in_range = (labels >= 0) & (labels < num_classes)
   use = valid & in_range
   logits = jnp.where(use[..., None], logits, 0.0)
+  return logits, labels, valid, in_range, use
+
+
+@functools.partial(jax.jit, static_argnums=(0, 5))
+def _multiclass_loss(terms: Callable[..., Array], logits, labels, where,
+                     params: tuple, negative_class: int) -> Array:
+  """`terms(log_p, labels, negative_class, *params)` gives the loss.
+
+  log_p is the log-softmax over the last axis of sanitised logits and labels
+  are replaced by 0 where unused.
+  """
+  logits, labels, valid, in_range, use = _multiclass_inputs(logits, labels, where)
   labels = jnp.where(use, labels, 0)
   log_p = jax.nn.log_softmax(logits, axis=-1)
   return _finish(terms(log_p, labels, negative_class, *params), valid, in_range)
@@ -609,18 +620,8 @@ def nnpu_risk(logits: ArrayLike, labels: ArrayLike, prior: ArrayLike,
 @functools.partial(jax.jit, static_argnums=(5, 7))
 def _softmax_nnpu_risk(logits, labels, prior, beta, gamma, negative_class, where,
                        surrogate):
-  logits = jnp.asarray(logits)
-  labels = jnp.asarray(labels)
+  logits, labels, valid, in_range, use = _multiclass_inputs(logits, labels, where)
   num_classes = logits.shape[-1]
-  shape = jnp.broadcast_shapes(logits.shape[:-1], labels.shape,
-                               *_where_shape(where))
-  logits = logits.astype(_compute_dtype(logits.dtype))
-  logits = jnp.broadcast_to(logits, shape + (num_classes,))
-  labels = jnp.broadcast_to(labels, shape)
-  valid = _valid_mask(where, shape)
-  in_range = (labels >= 0) & (labels < num_classes)
-  use = valid & in_range
-  logits = jnp.where(use[..., None], logits, 0.0)
   relevant = jnp.arange(num_classes) != negative_class
   z = (jnp.max(jnp.where(relevant, logits, -jnp.inf), axis=-1)
        - logits[..., negative_class])

@@ -201,6 +201,28 @@ def finetune_dir(workdir: str, training: Optional[Training], fold: int, seed: in
 # ----------------------------------------------------------------------------
 
 
+def binary_spec(config: Mapping[str, Any], learning_rate: float) -> runs.TrainSpec:
+  """The binary (logistic-loss) training run of a segmentation preset `config`."""
+  return runs.TrainSpec(
+      model=config["model"], model_options=config["model_options"], num_classes=1,
+      loss="logistic", optimizer=config["optimizer"], learning_rate=learning_rate,
+      schedule=config["schedule"], warmup_steps=config["warmup_steps"],
+      weight_decay=config["weight_decay"], steps=config["steps"],
+      batch_size=config["batch_size"], checkpoint_every=config["checkpoint_every"])
+
+
+def data_options(config: Mapping[str, Any], dataset: str, data_dir: Optional[str],
+                 manual_dir: Optional[str]) -> dict:
+  """`make_segmentation_data` options of `dataset` for a preset `config` (`Runner.data_options`)."""
+  options: dict[str, Any] = dict(data_dir=data_dir)
+  if dataset == "voc":
+    options["manual_dir"] = manual_dir
+  elif config["synthetic_config"]:
+    from jaxpu.data import synthetic  # pylint: disable=g-import-not-at-top
+    options["config"] = synthetic.synthetic_config("single", **config["synthetic_config"])
+  return options
+
+
 @dataclasses.dataclass
 class Runner:
   """Trains pre-trainings and fine-tunings into `workdir`, once each.
