@@ -9,173 +9,149 @@ accuracy, mean recall, frequency-weighted IU, mean IU, and the recall of each
 class; mean ± std over repeats × the last five snapshots. Fig. 6 shows test
 images with each model's prediction.
 
-`--sweep` adds, beyond the thesis (which used 50 % only), the rates
-`--rates` with the foreground average precision (threshold-free: pixels ranked
+`sweep=True` adds, beyond the thesis (which used 50 % only), the rates
+`rates` with the foreground average precision (threshold-free: pixels ranked
 by the model's foreground logit) next to the foreground recall at 0.5. At
-exactly 50 % the 0.5 background weight compensates the drop exactly, so the
-losses differ most at higher rates (NOTES-embedded-data.md).
+exactly 50 % a 0.5 background weight compensates the drop exactly (the
+logistic optimum on an object pixel labelled foreground half the time moves
+from 1/2 to 2/3), so the losses differ most at higher rates.
 
   python -m experiments.binary_segmentation                  # embedded data, minutes
-  python -m experiments.binary_segmentation --sweep --repeats=3
-  python -m experiments.binary_segmentation --dataset=voc --manual_dir=~/voc --scale=paper
+  python -m experiments.binary_segmentation --config.sweep=True --config.repeats=3
+  python -m experiments.binary_segmentation \
+      --config=experiments/configs/binary_segmentation.py:paper --config.data.manual_dir=~/voc
+
+Settings: `experiments/configs/binary_segmentation.py`.
 """
 
-from absl import app
-from absl import flags
+from __future__ import annotations
+
 import numpy as np
 
 from jaxpu import experiment
+from jaxpu import metrics
+from jaxpu import models
 from jaxpu import report
 from jaxpu import segmentation_runs as seg
+from jaxpu.thesis import paper
+from jaxpu.thesis import rows as thesis_rows
 
-experiment.define_flags("binary_segmentation", datasets=("synthetic", "voc"),
-                        default_dataset="synthetic")
-_SWEEP = flags.DEFINE_bool("sweep", False, "Also sweep the rate of unsegmented objects.")
-_RATES = flags.DEFINE_string("rates", "0.3,0.5,0.6,0.7",
-                             "Unsegmented rates of the sweep (comma-separated, in (0, 1)).")
-_EXAMPLES = flags.DEFINE_integer("examples", 4, "Test images shown in Fig. 6.", lower_bound=1)
-FLAGS = flags.FLAGS
+DATASETS = ("synthetic", "voc")
+SELECTION = ("repeats", "sweep", "rates", "examples")
 
-# "cpu": compact FCN, Adam with cosine decay, minutes on 2 cores; "paper":
-# FCN-AlexNet with the FCN reference's SGD (momentum 0.9, weight decay 5e-4),
-# the thesis' 240k iterations and snapshots every 4k (§5.2).
-PRESETS = {
-    "smoke": dict(model="fcn_small", model_options=dict(width=0.25), optimizer="adam",
-                  learning_rate=2e-3, schedule="cosine", warmup_steps=0, weight_decay=0.0,
-                  steps=4, checkpoint_every=2, batch_size=8,
-                  synthetic_config=dict(num_train_per_class=3, num_test_per_class=2)),
-    "cpu": dict(model="fcn_small", model_options={}, optimizer="adam", learning_rate=2e-3,
-                schedule="cosine", warmup_steps=20, weight_decay=0.0, steps=800,
-                checkpoint_every=80, batch_size=32, synthetic_config=None),
-    "paper": dict(model="fcn_alexnet", model_options={}, optimizer="sgd", learning_rate=1e-3,
-                  schedule="constant", warmup_steps=0, weight_decay=5e-4, steps=240_000,
-                  checkpoint_every=4_000, batch_size=20, synthetic_config=None),
-}
-
-LOSSES = {  # Table 2's loss names → (loss, kwargs)
-    "LogisticLoss": ("logistic", {}),
-    "ClassWeighted": ("weighted_logistic", {"negative_weight": 0.5}),
-    "SigmoidLoss": ("sigmoid_negative", {}),
-}
 SWEEP_SPEC = report.TableSpec(
     "sweep", "Unsegmented-rate sweep: foreground average precision (threshold-free) and "
     "recall at 0.5, against the complete test labels", ("annotation", "loss"),
     ("fg AP", "fg rec.", "mean rec.", "mean IU"))
 
 
-def unsegmented(rate: float, loss_name: str) -> seg.Training:
-  loss, kwargs = LOSSES[loss_name]
-  return seg.binary_training(f"unsegment_objects:{rate:g}", loss, **kwargs)
+def validate(config) -> tuple[float, ...]:
+  """Checks every setting before any data is built; returns the sweep's rates (() without)."""
+  experiment.check_common(config)
+  experiment.require(config.dataset in DATASETS, "dataset", config.dataset,
+                     f"choose one of {DATASETS}")
+  experiment.check_training(config, "train")
+  experiment.require_fraction(config, "table2_rate")
+  weight = config.class_weighted_negative_weight
+  experiment.require(isinstance(weight, (int, float)) and 0 <= weight < float("inf"),
+                     "class_weighted_negative_weight", weight, "must be a finite number >= 0")
+  experiment.require_positive_int(config, "examples")
+  rates = tuple(config.rates) if not isinstance(config.rates, (int, float)) else (config.rates,)
+  for rate in rates:
+    experiment.require(isinstance(rate, (int, float)) and 0 < rate < 1, "rates", config.rates,
+                       "every rate must be in (0, 1), e.g. --config.rates=0.5,0.7")
+  experiment.require(bool(rates) or not config.sweep, "rates", config.rates,
+                     "the sweep needs at least one rate")
+  if config.dataset == "voc":
+    experiment.require(config.data.manual_dir is not None, "data.manual_dir", None,
+                       "voc needs the folder with your VOC2011 and SBD archives")
+  models.get(config.model, 1, **config.model_options)
+  return rates if config.sweep else ()
 
 
-def rate_label(rate: float) -> str:
-  return f"{100 * rate:g}%Unseg."
+def make_runner(config, workdir: str) -> seg.Runner:
+  spec = seg.spec_from_config(config.train, config.model, config.model_options)
+  return seg.Runner(workdir, pretrain=spec, finetune=spec, dataset=config.dataset,
+                    data_options=seg.data_options(config.data, config.dataset))
 
 
-TABLE2_ROWS = ((("Complete", "LogisticLoss"), seg.BINARIZED_LABELS),) + tuple(
-    ((rate_label(0.5), name), unsegmented(0.5, name)) for name in LOSSES)
+def repeat_scores(runner, training, seeds) -> dict[str, list[float]]:
+  """Column → one value per repeat (the mean of its last snapshots; all 20 classes)."""
+  results = [runner.train(training, None, seed) for seed in seeds]
+  return {column: [seg.repeat_value(r, column) for r in results]
+          for column in seg.own_scores(results[0])}
 
 
-def parse_rates(value: str) -> tuple[float, ...]:
-  try:
-    rates = tuple(float(r) for r in value.split(",") if r.strip())
-  except ValueError:
-    raise ValueError(f"--rates must be comma-separated numbers, got {value!r}.") from None
-  if not rates or any(not 0 < r < 1 for r in rates):
-    raise ValueError(f"--rates must be in (0, 1), got {value!r}.")
-  return rates
-
-
-def make_runner(config) -> seg.Runner:
-  spec = seg.binary_spec(config, config["learning_rate"])
-  return seg.Runner(FLAGS.workdir, pretrain=spec, finetune=spec, dataset=FLAGS.dataset,
-                    data_options=seg.data_options(config, FLAGS.dataset, FLAGS.data_dir,
-                                                  FLAGS.manual_dir))
-
-
-def pooled_scores(runner, training, seeds) -> dict[str, list[float]]:
-  """Column → values over seeds × the last five snapshots (all 20 classes, fold=None)."""
-  out: dict[str, list[float]] = {}
-  for seed in seeds:
-    for column, values in seg.own_scores(runner.train(training, None, seed)).items():
-      out.setdefault(column, []).extend(values)
-  return out
-
-
-def foreground_iou_per_image(logits: np.ndarray, labels: np.ndarray) -> np.ndarray:
-  """Per image IoU of the predicted (logit > 0) and true foreground (void ignored)."""
-  valid = labels != 255
-  pred, true = (logits[..., 0] > 0) & valid, (labels == 1) & valid
-  inter = (pred & true).reshape(len(labels), -1).sum(1)
-  union = (pred | true).reshape(len(labels), -1).sum(1)
-  return np.where(union > 0, inter / np.maximum(union, 1), 1.0)
-
-
-def draw_examples(runner, seed, n, path) -> str:
+def draw_examples(runner, table2_rows, rate, seed, n, path) -> str:
   """Fig. 6: the `n` test images where the sigmoid loss' foreground IoU most exceeds
-  the logistic loss' (both trained with 50 % unsegmented), with every row's prediction."""
+  the logistic loss' (both trained with `rate` unsegmented), with every row's prediction."""
   from jaxpu import plots  # pylint: disable=g-import-not-at-top
   predictions = {}
-  for row, training in TABLE2_ROWS:
+  for row, training in table2_rows:
     result = runner.train(training, None, seed)
     data = runner.data(training, None, seed)
     predictions[" ".join(row)] = seg.predict(result.spec, result.params(), data.eval_iter())
-  logistic = predictions[f"{rate_label(0.5)} LogisticLoss"]
-  sigmoid = predictions[f"{rate_label(0.5)} SigmoidLoss"]
-  gain = (foreground_iou_per_image(sigmoid["logits"], sigmoid["label"])
-          - foreground_iou_per_image(logistic["logits"], logistic["label"]))
+  label = thesis_rows.rate_label(rate)
+  logistic, sigmoid = predictions[f"{label} LogisticLoss"], predictions[f"{label} SigmoidLoss"]
+  gain = (metrics.foreground_iou_per_image(sigmoid["logits"][..., 0] > 0, sigmoid["label"])
+          - metrics.foreground_iou_per_image(logistic["logits"][..., 0] > 0, logistic["label"]))
   chosen = np.argsort(-gain, kind="stable")[:n]
-  mean, std = np.asarray(data.mean), np.asarray(data.std)
-  images = logistic["image"][chosen] * std + mean
+  images = data.unpreprocess(logistic["image"][chosen])
   return plots.plot_segmentation_examples(
       path, images, logistic["label"][chosen],
       {name: p["logits"][chosen, ..., 0] > 0 for name, p in predictions.items()},
-      title="Test images where the sigmoid loss gains most over the logistic loss "
-            "(50% unsegmented)")
+      title=f"Test images where the sigmoid loss gains most over the logistic loss "
+            f"({rate:.0%} unsegmented)")
 
 
-def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
-  rates = parse_rates(_RATES.value) if _SWEEP.value else ()
-  config = experiment.preset(PRESETS)
-  experiment.keep_freed_memory()
-  experiment.enable_compilation_cache()
-  outputs = experiment.Outputs(FLAGS.workdir)
-  runner = make_runner(config)
-  seeds = experiment.repeat_seeds()
+def run(config, workdir: str) -> list[report.Cell]:
+  """Table 2, Fig. 6 and (with `sweep`) the rate sweep of `config` into `workdir`."""
+  rates = validate(config)
+  resolved = experiment.claim_workdir(workdir, config, selection=SELECTION)
+  outputs = experiment.Outputs(workdir, resolved)
+  runner = make_runner(config, workdir)
+  seeds = experiment.repeat_seeds(config)
+  weight = config.class_weighted_negative_weight
+  table2 = thesis_rows.table2_rows(config.table2_rate, weight)
 
-  for row, training in TABLE2_ROWS:
-    for column, values in pooled_scores(runner, training, seeds).items():
+  for row, training in table2:
+    for column, values in repeat_scores(runner, training, seeds).items():
       outputs.add("table2", row, column, values)
-  draw_examples(runner, seeds[0], _EXAMPLES.value, outputs.path("fig6_examples.png"))
+  draw_examples(runner, table2, config.table2_rate, seeds[0], config.examples,
+                outputs.path("fig6_examples.png"))
 
-  specs = [report.paper_spec("table2")]
+  specs = [paper.paper_spec("table2")]
   if rates:
     curves: dict[str, dict[float, dict]] = {}
     for rate in rates:
-      for name in LOSSES:
-        training = unsegmented(rate, name)
-        scores = pooled_scores(runner, training, seeds)
-        scores["fg AP"] = [ap for seed in seeds for ap in seg.foreground_average_precision(
-            runner.train(training, None, seed), runner.data(training, None, seed).eval_iter)]
+      for name in thesis_rows.TABLE2_LOSSES:
+        training = thesis_rows.unsegmented(rate, name, weight)
+        scores = repeat_scores(runner, training, seeds)
+        scores["fg AP"] = [float(np.mean(seg.foreground_average_precision(
+            runner.train(training, None, seed), runner.data(training, None, seed).eval_iter)))
+                           for seed in seeds]
         for column in SWEEP_SPEC.columns:
-          cell = outputs.add("sweep", (rate_label(rate), name), column, scores[column])
+          cell = outputs.add("sweep", (thesis_rows.rate_label(rate), name), column,
+                             scores[column])
           curves.setdefault(name, {}).setdefault(rate, {})[column] = (cell.mean, cell.std)
     from jaxpu import plots  # pylint: disable=g-import-not-at-top
     plots.plot_unsegmented_sweep(outputs.path("sweep_unsegmented.png"), curves)
     specs.append(SWEEP_SPEC)
 
   preamble = (
-      f"# Binary segmentation with unsegmented objects (thesis §5.2) on `{FLAGS.dataset}`\n\n"
-      f"Scored against the complete test labels; mean ± std over {FLAGS.repeats} repeat(s) "
-      f"× the last {runner.pretrain.keep} snapshots. Scale `{FLAGS.scale}`: {config['model']}, "
-      f"{config['steps']} steps. Extra columns: foreground (fg) and background (bg) recall.\n")
-  markdown = outputs.write(specs, compare_with_paper=FLAGS.dataset == "voc", preamble=preamble,
+      f"# Binary segmentation with unsegmented objects (thesis §5.2) on `{config.dataset}`\n\n"
+      f"Scored against the complete test labels; mean ± std over {config.repeats} repeat(s), "
+      f"each the mean of its last {runner.pretrain.keep} snapshots. Scale `{config.scale}`: {config.model}, "
+      f"{config.train.steps} steps. Extra columns: foreground (fg) and background (bg) "
+      "recall.\n")
+  reference = paper.reference_cells(["table2"]) if config.dataset == "voc" else None
+  markdown = outputs.write(specs, reference=reference, preamble=preamble,
                            epilogue="Figure 6: `fig6_examples.png`" + (
                                "; sweep: `sweep_unsegmented.png`." if rates else "."))
   print(markdown)
+  return outputs.cells
 
 
 if __name__ == "__main__":
-  app.run(main)
+  from experiments import cli  # pylint: disable=g-import-not-at-top
+  cli.main("binary_segmentation", run)

@@ -4,29 +4,32 @@ Draws the logistic loss (labels + and -), the weighted logistic loss for the
 negative class (α = 1, β = 0.5) and the class-dependent sigmoid loss for the
 negative class, left their values and right their derivatives with respect to
 the model output f (computed with ``jax.grad`` of ``jaxpu.losses``), for f in
-(-5, 5). No training, no data (the common flags other than --workdir have no
-effect): it runs in seconds.
+[logit_min, logit_max]. No training, no data: it runs in seconds.
 
   python -m experiments.loss_curves --workdir=/tmp/fig2
+
+Settings: `experiments/configs/loss_curves.py`.
 """
 
-from absl import app
-from absl import flags
+import numpy as np
 
 from jaxpu import experiment
-from jaxpu import plots
-
-experiment.define_flags("loss_curves", datasets=("none",), default_dataset="none")
-FLAGS = flags.FLAGS
 
 
-def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
-  out = experiment.Outputs(FLAGS.workdir)
-  path = plots.plot_loss_curves(out.path("loss_curves.png"))
+def run(config, workdir: str) -> list:
+  """Draws Fig. 2 into `workdir/loss_curves.png`; returns [] (no table cells)."""
+  experiment.require(config.logit_min < config.logit_max, "logit_min", config.logit_min,
+                     f"must be below logit_max ({config.logit_max})")
+  experiment.require_positive_int(config, "points")
+  experiment.claim_workdir(workdir, config)
+  from jaxpu import plots  # pylint: disable=g-import-not-at-top
+  path = plots.plot_loss_curves(
+      experiment.Outputs(workdir).path("loss_curves.png"),
+      np.linspace(config.logit_min, config.logit_max, config.points))
   print(f"Wrote {path}")
+  return []
 
 
 if __name__ == "__main__":
-  app.run(main)
+  from experiments import cli  # pylint: disable=g-import-not-at-top
+  cli.main("loss_curves", run)

@@ -12,29 +12,24 @@ output logit) is trained full-batch with Adam, once per row:
 | 50% unlabelled / WeightedLogistic(1, 0.5) | PU | weighted logistic, α = 1, β = 0.5 (eq. 6) |
 | 50% unlabelled / Sigmoid | PU | class-dependent sigmoid loss (eq. 8) |
 
-Outputs in --workdir: `results.json`/`results.md` (precision, recall and F1
-of the positive class on an independent test draw with true labels, mean ±
-std over the repeats), `fig3_moons_loss.png` (decision regions, marker size =
-per-class normalised training loss), `fig4_moons_derivative.png` (marker
-size = per-class normalised |d loss / d f|, from `jax.grad` of the
-library's losses), and one run folder per row and seed (checkpoints,
-TensorBoard logs). The figures show the first repeat.
+Outputs in the workdir: `results.json`/`results.md` (precision, recall and
+F1 of the positive class on an independent test draw with true labels, mean
+± std over the repeats), `fig3_moons_loss.png` (decision regions, marker
+size = per-class normalised training loss), `fig4_moons_derivative.png`
+(marker size = per-class normalised |d loss / d f|, from `jax.grad` of the
+library's losses), and one run folder per row and seed. The figures show
+the first repeat.
 
   python -m experiments.moons                       # 3 repeats, about a minute on 2 CPU cores
-  python -m experiments.moons --repeats=1 --workdir=/tmp/moons
+  python -m experiments.moons --config.repeats=1 --workdir=/tmp/moons
 
-The thesis gives no optimiser settings for this experiment; every scale uses
-the same small full-batch setting (the MLP has 67 parameters), `paper` only
-differs by training longer.
+Settings: `experiments/configs/moons.py`.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 
-from absl import app
-from absl import flags
 from absl import logging
 import jax
 import numpy as np
@@ -42,48 +37,19 @@ import numpy as np
 from jaxpu import experiment
 from jaxpu import losses
 from jaxpu import metrics
+from jaxpu import models
 from jaxpu import plots
 from jaxpu import report
 from jaxpu import runs
 from jaxpu.data import pipeline
+from jaxpu.data import summaries
+from jaxpu.thesis import rows as thesis_rows
 
-experiment.define_flags("moons", datasets=("moons",), default_dataset="moons")
-FLAGS = flags.FLAGS
-FLAGS.set_default("repeats", 3)  # Cheap enough to show the spread over P/U splits.
-
-LABELLED_FRACTION = 0.5  # §5.1.1: half of the positive examples are labelled negative.
-# The thesis does not name the activation; tanh gave smooth boundaries and
-# stable fits over seeds (ReLU's 2×6 net sometimes stops at a crude boundary).
-MODEL_OPTIONS = (("activation", "tanh"),)
-
-PRESETS = {
-    "smoke": dict(steps=40, batch_size=800, learning_rate=0.03, checkpoint_every=20, grid=40),
-    "cpu": dict(steps=2000, batch_size=800, learning_rate=0.03, checkpoint_every=500, grid=150),
-    "paper": dict(steps=10000, batch_size=800, learning_rate=0.01, checkpoint_every=2000,
-                  grid=300),
-}
+SELECTION = ("repeats",)
 
 TABLE = report.TableSpec(
     "moons", "Two moons (§5.1.1): positive class on a held-out test draw with true labels",
     ("labels", "loss"), ("precision", "recall", "f1"))
-
-
-@dataclasses.dataclass(frozen=True)
-class Row:
-  labels: str
-  name: str
-  loss: str
-  loss_kwargs: tuple = ()
-  true_labels: bool = False
-
-
-ROWS = (
-    Row("true", "Logistic", "logistic", true_labels=True),
-    Row("50% unlabelled", "Logistic", "logistic"),
-    Row("50% unlabelled", "WeightedLogistic(1, 0.5)", "weighted_logistic",
-        (("positive_weight", 1.0), ("negative_weight", 0.5))),
-    Row("50% unlabelled", "Sigmoid", "sigmoid_negative"),
-)
 
 
 def positive_class_scores(cm) -> dict[str, float]:
@@ -97,13 +63,6 @@ def _with_true_labels(train_iter_fn, start_step):
   """The training batches with the true labels in place of the observed ones."""
   for batch in train_iter_fn(start_step):
     yield {**batch, "label": batch["true_label"]}
-
-
-def _training_set(data) -> dict[str, np.ndarray]:
-  """The training examples of one epoch as NumPy (all of them at full batch)."""
-  parts = [jax.device_get(batch) for _, batch in zip(range(data.steps_per_epoch),
-                                                     data.train_iter(0))]
-  return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
 
 
 def _panels(row, spec, result, points, grid_size):
@@ -126,39 +85,71 @@ def _panels(row, spec, result, points, grid_size):
           dict(common, sizes=plots.per_class_normalised(derivative, labels)))
 
 
-def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
-  config = experiment.preset(PRESETS)
-  experiment.keep_freed_memory()
-  experiment.enable_compilation_cache()
-  out = experiment.Outputs(FLAGS.workdir)
+def validate(config) -> None:
+  """Checks every setting before any data is built."""
+  experiment.check_common(config)
+  experiment.require(config.dataset == "moons", "dataset", config.dataset,
+                     "this experiment runs on 'moons' only")
+  for field in ("steps", "batch_size", "checkpoint_every", "grid"):
+    experiment.require_positive_int(config, field)
+  experiment.require(config.checkpoint_every <= config.steps, "checkpoint_every",
+                     config.checkpoint_every, f"must be at most steps ({config.steps})")
+  experiment.require(config.optimizer in experiment.OPTIMIZERS, "optimizer", config.optimizer,
+                     f"choose one of {experiment.OPTIMIZERS}")
+  experiment.require(config.learning_rate > 0, "learning_rate", config.learning_rate,
+                     "must be > 0")
+  experiment.require_fraction(config, "labelled_fraction")
+  for field in ("weighted_positive_weight", "weighted_negative_weight"):
+    value = config[field]
+    experiment.require(isinstance(value, (int, float)) and 0 <= value < float("inf"), field,
+                       value, "must be a finite number >= 0")
+  models.get("mlp", 1, **config.model_options)
+
+
+def train_spec(row, config) -> runs.TrainSpec:
+  return runs.TrainSpec(
+      model="mlp", num_classes=1, loss=row.loss, loss_kwargs=row.loss_kwargs,
+      optimizer=config.optimizer, learning_rate=config.learning_rate, steps=config.steps,
+      batch_size=config.batch_size, checkpoint_every=config.checkpoint_every,
+      log_every=config.checkpoint_every,
+      model_options=tuple(sorted(config.model_options.items())))
+
+
+def run(config, workdir: str) -> list[report.Cell]:
+  """Trains every row for every repeat; writes the table and Figs. 3-4 into `workdir`."""
+  validate(config)
+  resolved = experiment.claim_workdir(workdir, config, selection=SELECTION)
+  out = experiment.Outputs(workdir, resolved)
+  table_rows = thesis_rows.moons_rows(config.weighted_positive_weight,
+                                      config.weighted_negative_weight)
+  specs = {row: train_spec(row, config) for row in table_rows}  # fails before any data
   values = {}  # (row, column) -> [value per repeat]
   loss_panels, derivative_panels = [], []
-  for repeat, seed in enumerate(experiment.repeat_seeds()):
+  seeds = experiment.repeat_seeds(config)
+  for repeat, seed in enumerate(seeds):
     data = pipeline.make_classification_data(
-        FLAGS.dataset, batch_size=config["batch_size"],
-        corruption=f"pu_labels:{LABELLED_FRACTION}", noise_seed=seed, seed=seed,
-        with_true_label=True, data_dir=FLAGS.data_dir)
-    points = _training_set(data)
-    for row in ROWS:
-      spec = runs.TrainSpec(
-          model="mlp", num_classes=1, loss=row.loss, loss_kwargs=row.loss_kwargs,
-          learning_rate=config["learning_rate"], steps=config["steps"],
-          batch_size=config["batch_size"], checkpoint_every=config["checkpoint_every"],
-          log_every=config["checkpoint_every"], model_options=MODEL_OPTIONS)
+        config.dataset, batch_size=config.batch_size,
+        corruption=f"pu_labels:{config.labelled_fraction}", noise_seed=seed, seed=seed,
+        with_true_label=True, data_dir=config.data.data_dir)
+    points = summaries.training_set(data)
+    identity = {"dataset": config.dataset, "labelled_fraction": config.labelled_fraction,
+                "noise_seed": seed, "train_examples": data.num_train_examples,
+                "eval_examples": data.num_eval_examples}
+    for row in table_rows:
+      spec = specs[row]
       train_iter_fn = (functools.partial(_with_true_labels, data.train_iter)
                        if row.true_labels else data.train_iter)
       result = runs.train(spec, train_iter_fn=train_iter_fn, eval_batches_fn=data.eval_iter,
                           sample_batch=points, run_dir=out.run_dir(row.labels, row.name, seed),
                           seed=seed, eval_label_key="true_label",
-                          score_fn=positive_class_scores)
+                          score_fn=positive_class_scores,
+                          data_identity=dict(identity, true_labels=row.true_labels))
       scores = positive_class_scores(result.last(1)[0])
       logging.info("seed %d, %s / %s: %s", seed, row.labels, row.name, scores)
       for column in TABLE.columns:
         values.setdefault(((row.labels, row.name), column), []).append(scores[column])
       if repeat == 0:
-        loss_panel, derivative_panel = _panels(row, spec, result, points, config["grid"])
+        loss_panel, derivative_panel = _panels(row, spec, result, points, config.grid)
         loss_panels.append(loss_panel)
         derivative_panels.append(derivative_panel)
 
@@ -172,19 +163,20 @@ def main(argv):
       out.path("fig4_moons_derivative.png"), derivative_panels,
       title="Fig. 4: derivatives of the training loss w.r.t. the model output",
       size_label="per-class normalised |d loss / d f|")
-  seeds = experiment.repeat_seeds()
   preamble = (
       f"# Two moons (§5.1.1, Figs. 3-4)\n\n"
-      f"MLP 2×6 (tanh), Adam {config['learning_rate']:g}, full batch "
-      f"({config['batch_size']} points), {config['steps']} steps; "
-      f"{LABELLED_FRACTION:.0%} of the positives labelled (the rest labelled negative), "
-      f"a new split per repeat. Test: an independent draw of 400 points per class with "
-      f"true labels. Mean ± std over {len(seeds)} repeat(s) (seeds {seeds}), scored at the "
-      f"last step.\n")
+      f"MLP 2×6 ({config.model_options.activation}), {config.optimizer} "
+      f"{config.learning_rate:g}, full batch ({config.batch_size} points), {config.steps} "
+      f"steps; {config.labelled_fraction:.0%} of the positives labelled (the rest labelled "
+      f"negative), a new split per repeat. Test: an independent draw of 400 points per class "
+      f"with true labels. Mean ± std over {len(seeds)} repeat(s) (seeds {seeds}), scored at "
+      f"the last step.\n")
   epilogue = f"Figures: `{fig3}`, `{fig4}` (first repeat)."
-  markdown = out.write([TABLE], compare_with_paper=False, preamble=preamble, epilogue=epilogue)
+  markdown = out.write([TABLE], preamble=preamble, epilogue=epilogue)
   print(markdown)
+  return out.cells
 
 
 if __name__ == "__main__":
-  app.run(main)
+  from experiments import cli  # pylint: disable=g-import-not-at-top
+  cli.main("moons", run)

@@ -1,196 +1,230 @@
-r"""Runs every experiment of the thesis and writes one REPRODUCTION.md.
+r"""Runs every experiment of the thesis in-process and writes one REPRODUCTION.md.
 
-Each experiment runs as its own process (`python -m experiments.<name>`) into
-WORKDIR/<name>; then REPRODUCTION.md gathers, per experiment, our tables next
-to the thesis' own, the figures, and for each of the thesis' claims whether
-this run supports it, judged from the numbers and their spread
-(`jaxpu.claims`). The exact command is written at the top of the file.
+Each experiment's `run` is called with its sub-config (`config.<name>`) into
+WORKDIR/<name>; a finished experiment writes WORKDIR/<name>.status.json (its
+config, wall time, date, machine). `REPRODUCTION.md` is assembled from the
+finished sections, per experiment our tables next to the thesis' own, the
+figures (copied next to the report), and for each of the thesis' claims a
+verdict judged from the numbers (`jaxpu.thesis.claims`); unfinished sections
+are marked pending, never judged. Run the same command again to resume: a
+finished section with the same config is reused, an interrupted one resumes
+its training runs.
 
   python -m experiments.reproduce                                    # embedded data, CPU
-  python -m experiments.reproduce --folds=1 --repeats=1 --output=REPRODUCTION.md
-  python -m experiments.reproduce --dataset=paper --scale=paper --repeats=3 \
-      --manual_dir=~/voc --data_dir=~/tensorflow_datasets           # the thesis' data, GPU
+  python -m experiments.reproduce --config.only=moons,cifar_pu
+  python -m experiments.reproduce --config=experiments/configs/reproduce.py:paper \
+      --config.transfer.data.manual_dir=~/voc                        # the thesis' data, GPU
+
+Settings: `experiments/configs/reproduce.py`.
 """
 
+from __future__ import annotations
+
 import datetime
-import importlib.util
+import importlib
 import json
 import os
 import platform
 import shlex
-import subprocess
+import shutil
 import sys
 import time
 
-from absl import app
-from absl import flags
-
-from jaxpu import claims
 from jaxpu import experiment
 from jaxpu import report
+from jaxpu.thesis import claims
+from jaxpu.thesis import paper
 
-experiment.define_flags("reproduce", datasets=("synthetic", "paper"), default_dataset="synthetic")
-_FOLDS = flags.DEFINE_string("folds", "1,2,3,4", "Folds of the transfer experiments.")
-_RATES = flags.DEFINE_string("rates", "0.3,0.5,0.6,0.7",
-                             "Unsegmented rates of binary_segmentation's sweep.")
-_EXTRA = flags.DEFINE_multi_string(
-    "extra", [], "NAME:FLAGS, extra flags for one experiment, e.g. "
-    "'transfer:--steps=500 --finetune_steps=400' (repeatable).")
-_ONLY = flags.DEFINE_list("only", [], "Run only these experiments (default: all).")
-_OUTPUT = flags.DEFINE_string("output", "REPRODUCTION.md", "The report to write.")
-_SKIP_EXISTING = flags.DEFINE_bool(
-    "skip_existing", False, "Reuse an experiment's results.json found in WORKDIR/<name>.")
-FLAGS = flags.FLAGS
-
-# name → (paper dataset for --dataset=paper, extra flags, thesis items shown)
-EXPERIMENTS = {
-    "loss_curves": (None, [], "Figure 2"),
-    "moons": ("moons", [], "Figures 3 and 4 (§5.1.1)"),
-    "cifar_pu": ("cifar", [], "Table 1 and Figure 5 (§5.1.2)"),
-    "binary_segmentation": ("voc", ["--sweep"], "Table 2 and Figure 6 (§5.2)"),
-    "transfer": ("voc", ["--table=all"], "Tables 3, 4, 5 and Figure 7 (§5.3)"),
+# name → what of the thesis it reproduces, in the thesis' order.
+SECTIONS = {
+    "loss_curves": "Figure 2",
+    "moons": "Figures 3 and 4 (§5.1.1)",
+    "cifar_pu": "Table 1 and Figure 5 (§5.1.2)",
+    "binary_segmentation": "Table 2, Figure 6 and the unsegmented-rate sweep (§5.2)",
+    "transfer": "Tables 3, 4, 5 and Figure 7 (§5.3)",
 }
+PAPER_DATASETS = ("voc", "cifar")
 
 
-def command(name: str, workdir: str) -> list[str]:
-  """The command line that runs experiment `name` into `workdir`."""
-  paper_dataset, extra, _ = EXPERIMENTS[name]
-  args = [sys.executable, "-m", f"experiments.{name}", f"--workdir={workdir}"]
-  if name == "loss_curves":
-    return args
-  args += [f"--scale={FLAGS.scale}", f"--seed={FLAGS.seed}", f"--repeats={FLAGS.repeats}"]
-  if FLAGS.dataset == "paper" and paper_dataset:
-    args.append(f"--dataset={paper_dataset}")
-  for flag in ("data_dir", "manual_dir"):
-    if getattr(FLAGS, flag) and name in ("binary_segmentation", "transfer", "cifar_pu"):
-      if flag == "manual_dir" and name == "cifar_pu":
-        continue
-      args.append(f"--{flag}={getattr(FLAGS, flag)}")
-  if name == "transfer":
-    args.append(f"--folds={_FOLDS.value}")
-  if name == "binary_segmentation":
-    args.append(f"--rates={_RATES.value}")
-  for entry in _EXTRA.value:
-    target, sep, more = entry.partition(":")
-    if not sep or target not in EXPERIMENTS:
-      raise app.UsageError(f"--extra={entry!r}: write NAME:FLAGS with NAME one of "
-                           f"{sorted(EXPERIMENTS)}.")
-    if target == name:
-      extra = extra + shlex.split(more)
-  return args + extra
+def _module(name: str):
+  return importlib.import_module(f"experiments.{name}")
 
 
-def run_experiment(name: str, workdir: str) -> dict:
-  """Runs one experiment (its log in WORKDIR/<name>.log); returns its status."""
-  if importlib.util.find_spec(f"experiments.{name}") is None:
-    return {"name": name, "status": "missing", "seconds": 0.0, "command": ""}
-  args = command(name, workdir)
-  done = os.path.exists(os.path.join(workdir, "results.json"))
-  status_file = workdir.rstrip("/") + ".status.json"
-  if _SKIP_EXISTING.value and (done or name == "loss_curves") and os.path.exists(status_file):
-    with open(status_file) as f:
-      status = json.load(f)
-    if status["status"] == "ok":
-      return dict(status, status="ok (reused from an earlier reproduce run)")
-  start = time.time()
-  with open(workdir.rstrip("/") + ".log", "w") as log:
-    code = subprocess.call(args, stdout=log, stderr=subprocess.STDOUT)
-  status = {"name": name, "status": "ok" if code == 0 else f"failed (exit {code})",
-            "seconds": time.time() - start, "command": shlex.join(["python"] + args[1:])}
-  with open(status_file, "w") as f:
-    json.dump(status, f)
+def selected(config) -> list[str]:
+  """The experiments to run, in the thesis' order."""
+  only = experiment.names(config.only)
+  unknown = sorted(set(only) - set(SECTIONS))
+  experiment.require(not unknown, "only", config.only,
+                     f"unknown experiment(s) {unknown}; choose from {list(SECTIONS)}")
+  return [name for name in SECTIONS if not only or name in only]
+
+
+def validate(config) -> list[str]:
+  """Checks every experiment's config before any of them runs; returns the selection."""
+  names = selected(config)
+  for name in names:
+    module = _module(name)
+    if hasattr(module, "validate"):
+      try:
+        module.validate(config[name])
+      except ValueError as e:
+        raise ValueError(str(e).replace("--config.", f"--config.{name}.", 1)) from None
+  return names
+
+
+def machine() -> str:
+  """CPU model, cores and the load average now."""
+  model = platform.processor() or platform.machine()
+  try:
+    with open("/proc/cpuinfo") as f:
+      model = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+  except (OSError, StopIteration):
+    pass
+  load = ", ".join(f"{x:.1f}" for x in os.getloadavg()) if hasattr(os, "getloadavg") else "?"
+  return f"{model}, {os.cpu_count()} cores, load average {load}"
+
+
+def command() -> str:
+  """The command line of this process, if it is `python -m experiments.reproduce`."""
+  if sys.argv and sys.argv[0].endswith(os.path.join("experiments", "reproduce.py")):
+    return shlex.join(["python", "-m", "experiments.reproduce"] + sys.argv[1:])
+  return "experiments.reproduce.run(config, workdir) (in-process)"
+
+
+def _status_path(workdir: str, name: str) -> str:
+  return os.path.join(workdir, f"{name}.status.json")
+
+
+def finished_status(workdir: str, name: str, sub_config) -> dict | None:
+  """The status of a finished section run with the same config, else None."""
+  path = _status_path(workdir, name)
+  if not os.path.exists(path):
+    return None
+  with open(path) as f:
+    status = json.load(f)
+  if status.get("config") != experiment.config_dict(sub_config):
+    return None
   return status
 
 
+def run_section(name: str, sub_config, workdir: str) -> dict:
+  """Runs one experiment into workdir/<name> (or reuses it); returns its status."""
+  status = finished_status(workdir, name, sub_config)
+  if status is not None:
+    print(f"[reproduce] {name}: finished earlier ({status['seconds']:.0f} s), reused",
+          flush=True)
+    return status
+  print(f"[reproduce] {name} ...", flush=True)
+  started, date, before = time.time(), datetime.datetime.now(), machine()
+  _module(name).run(sub_config, os.path.join(workdir, name))
+  status = {"name": name, "seconds": time.time() - started,
+            "date": date.strftime("%Y-%m-%d %H:%M"), "machine_at_start": before,
+            "machine_at_end": machine(), "command": command(),
+            "config": experiment.config_dict(sub_config)}
+  tmp = _status_path(workdir, name) + ".tmp"
+  with open(tmp, "w") as f:
+    json.dump(status, f, indent=1)
+  os.replace(tmp, _status_path(workdir, name))
+  print(f"[reproduce] {name}: done ({status['seconds']:.0f} s)", flush=True)
+  return status
+
+
+def run(config, workdir: str) -> list[report.Cell]:
+  """Runs the selected experiments (resuming), then writes the report; returns every cell."""
+  names = validate(config)
+  experiment.claim_workdir(workdir, config, selection=("only", "output", "figures_dir"))
+  for name in names:
+    run_section(name, config[name], workdir)
+  return write_report(config, workdir)
+
+
 def _demote(markdown: str) -> str:
-  """Headings one level down (an experiment's results.md inside the report)."""
-  return "\n".join("#" + line if line.startswith("#") else line for line in markdown.splitlines())
+  """Headings two levels down (an experiment's results.md inside the report)."""
+  return "\n".join("##" + line if line.startswith("#") else line
+                   for line in markdown.splitlines())
 
 
-def _figures(workdir: str, base: str) -> list[str]:
-  if not os.path.isdir(workdir):
+def _copy_figures(name: str, workdir: str, output_dir: str, figures_dir: str) -> list[str]:
+  source = os.path.join(workdir, name)
+  if not os.path.isdir(source):
     return []
-  return [os.path.relpath(os.path.join(workdir, f), base)
-          for f in sorted(os.listdir(workdir)) if f.endswith(".png")]
+  target = os.path.join(output_dir, figures_dir)
+  os.makedirs(target, exist_ok=True)
+  out = []
+  for filename in sorted(os.listdir(source)):
+    if filename.endswith(".png"):
+      shutil.copyfile(os.path.join(source, filename), os.path.join(target, f"{name}_{filename}"))
+      out.append(os.path.join(figures_dir, f"{name}_{filename}"))
+  return out
+
+
+def section(name: str, status: dict | None, workdir: str, output_dir: str, config) -> str:
+  """The report's section of one experiment (pending when it has not finished)."""
+  title = f"## {SECTIONS[name]}: `experiments.{name}`"
+  if status is None:
+    return f"{title}\n\n**Pending**: not finished yet (run the command above to resume).\n"
+  parts = [title, "",
+           f"Finished {status['date']} after {status['seconds']:.0f} s of wall time. Machine: "
+           f"{status['machine_at_start']} at the start, {status['machine_at_end'].split(', ')[-1]}"
+           f" at the end. Command: `{status['command']}`.", ""]
+  results = os.path.join(workdir, name, "results.md")
+  if os.path.exists(results):
+    with open(results) as f:
+      parts.append(_demote(f.read()))
+  cells = report.load_results_if_any(os.path.join(workdir, name))
+  for table in sorted({c.table for c in cells} & set(paper.tables())):
+    parts += [f"The thesis' {table.replace('table', 'Table ')} (VOC2011 / CIFAR, FCN-AlexNet "
+              "/ the thesis' CNN), for comparison:", "", paper.format_paper_table(table)]
+  for figure in _copy_figures(name, workdir, output_dir, config.figures_dir):
+    parts += [f"![{os.path.basename(figure)}]({figure})", ""]
+  return "\n".join(parts) + "\n"
 
 
 def format_verdicts(verdicts) -> str:
-  lines = ["| claim of the thesis | the thesis | this run | verdict |", "|---|---|---|---|"]
+  lines = ["| claim of the thesis | the thesis | this run (mean ± std over repeats; paired "
+           "difference d ± SE) | verdict |", "|---|---|---|---|"]
   for v in verdicts:
     lines.append(f"| {v.claim} | {v.paper} | {v.evidence} | **{v.status}** |")
   return "\n".join(lines) + "\n"
 
 
-def section(name: str, status: dict, workdir: str, base: str, show_paper: bool) -> str:
-  title = EXPERIMENTS[name][2]
-  parts = [f"## {title}: `experiments.{name}`", "",
-           f"Status: {status['status']}, {status['seconds']:.0f} s. "
-           f"Command: `{status['command']}`", ""]
-  results = os.path.join(workdir, "results.md")
-  if os.path.exists(results):
-    with open(results) as f:
-      parts.append(_demote(f.read()))
-  cells = report.load_results(workdir) if os.path.exists(
-      os.path.join(workdir, "results.json")) else []
-  tables = report.paper_results()["tables"]
-  for table in sorted({c.table for c in cells} & set(tables)):
-    if show_paper:
-      parts += [f"The thesis' {table.replace('table', 'Table ')} (VOC2011 / CIFAR, FCN-AlexNet "
-                "/ the thesis' CNN), for comparison:", "", report.format_paper_table(table)]
-  for figure in _figures(workdir, base):
-    parts += [f"![{os.path.basename(figure)}]({figure})", ""]
-  return "\n".join(parts) + "\n"
-
-
-def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
-  names = _ONLY.value or list(EXPERIMENTS)  # run order; the report follows the thesis
-  unknown = sorted(set(names) - set(EXPERIMENTS))
-  if unknown:
-    raise app.UsageError(f"--only: unknown experiment(s) {unknown}; choose from "
-                         f"{sorted(EXPERIMENTS)}.")
-  started = time.time()
-  os.makedirs(FLAGS.workdir, exist_ok=True)
-  statuses, cells = {}, []
-  for name in names:
-    workdir = os.path.join(FLAGS.workdir, name)
-    print(f"[reproduce] {name} ...", flush=True)
-    statuses[name] = run_experiment(name, workdir)
-    print(f"[reproduce] {name}: {statuses[name]['status']} "
-          f"({statuses[name]['seconds']:.0f} s)", flush=True)
-    if os.path.exists(os.path.join(workdir, "results.json")):
-      cells += report.load_results(workdir)
-
-  base = os.path.dirname(os.path.abspath(_OUTPUT.value))
-  load = os.getloadavg() if hasattr(os, "getloadavg") else ()
+def write_report(config, workdir: str) -> list[report.Cell]:
+  """Assembles `config.output` from the finished sections; returns their cells."""
+  statuses = {name: finished_status(workdir, name, config[name]) for name in SECTIONS}
+  cells = [c for name, st in statuses.items() if st is not None
+           for c in report.load_results_if_any(os.path.join(workdir, name))]
+  output_dir = os.path.dirname(os.path.abspath(config.output))
+  done = [st for st in statuses.values() if st is not None]
+  pending = [name for name, st in statuses.items() if st is None]
+  total = sum(st["seconds"] for st in done)
+  on_paper = any(config[n].get("dataset") in PAPER_DATASETS for n in SECTIONS)
   header = [
       "# Reproduction of J. Ju (2017), *Learn representations in the presence of "
       "segmentation label noises*", "",
-      "Generated by `experiments/reproduce.py` with:", "",
-      "```", shlex.join(["python", "-m", "experiments.reproduce"] + sys.argv[1:]), "```", "",
-      f"Date {datetime.date.today()}, {platform.platform()}, {os.cpu_count()} CPU(s), "
-      f"load average at the end {', '.join(f'{x:.1f}' for x in load)}; total wall time "
-      f"{time.time() - started:.0f} s. Dataset: "
-      + ("the thesis' own (VOC2011 + SBD, CIFAR-10/100, two moons)" if FLAGS.dataset == "paper"
-         else "the embedded synthetic data (the thesis' numbers are on VOC2011 / CIFAR with "
-              "FCN-AlexNet, so compare orderings and gaps, not values)")
-      + f"; scale `{FLAGS.scale}`, {FLAGS.repeats} repeat(s), folds {_FOLDS.value}.", "",
-      ("Some experiments were run by earlier `reproduce` invocations into the same workdir and "
-       "reused here (`--skip_existing`); each section gives the exact command that produced "
-       "its numbers.\n" if any("reused" in st["status"] for st in statuses.values()) else ""),
+      "Generated by `experiments/reproduce.py` with:", "", "```", command(), "```", "",
+      f"Written {datetime.date.today()} on {platform.platform()}; machine now: {machine()}. "
+      f"Total wall time of the finished sections: {total:.0f} s ({total / 3600:.2f} h); "
+      + (f"pending: {', '.join(pending)}." if pending else "every section finished.")
+      + " Scale `" + config.scale + f"`, {config.repeats} repeat(s), folds "
+      + ", ".join(str(f) for f in config.folds) + ". Dataset: "
+      + ("the thesis' own (VOC2011 + SBD, CIFAR-10/100, two moons)." if on_paper else
+         "the embedded synthetic data (the thesis' numbers are on VOC2011 / CIFAR with "
+         "FCN-AlexNet, so compare orderings and gaps, not values)."), "",
       "## The thesis' claims against this run", "",
-      "A difference counts when the means differ by more than their combined standard "
-      "deviation (over repeats × the last five snapshots; at least "
-      f"{claims.MIN_EFFECT}); with one repeat the spread is that of the snapshots only.", "",
-      format_verdicts(claims.judge_all(cells)),
+      claims.RULE + " Claims whose experiment has not finished are pending, never judged.",
+      "",
+      format_verdicts(claims.judge_all(cells, pending=pending)),
   ]
-  body = [section(name, statuses[name], os.path.join(FLAGS.workdir, name), base,
-                  show_paper=True) for name in EXPERIMENTS if name in statuses]
-  with open(_OUTPUT.value, "w") as f:
-    f.write("\n".join(header) + "\n" + "\n".join(body))
-  print(f"Wrote {_OUTPUT.value}")
+  body = [section(name, statuses[name], workdir, output_dir, config) for name in SECTIONS]
+  text = "\n".join(header) + "\n" + "\n".join(body)
+  tmp = config.output + ".tmp"
+  with open(tmp, "w") as f:
+    f.write(text)
+  os.replace(tmp, config.output)
+  print(f"Wrote {config.output}")
+  return cells
 
 
 if __name__ == "__main__":
-  app.run(main)
+  from experiments import cli  # pylint: disable=g-import-not-at-top
+  cli.main("reproduce", run)

@@ -4,9 +4,9 @@ Per fold (§5.3.1): pre-train on the 15 classes outside the fold with a
 corrupted label set (one run per distinct pre-training, shared by every row
 and table that needs it), checkpoint it (Orbax), copy its encoder into a
 fresh model (head Xavier-initialised), fine-tune on the fold's 5 classes and
-report the fine-tuning mean IU on the fold's test images, mean ± std over
-repeats × the last five snapshots (§5.3.2). Also printed: each pre-trained
-model's own scores on its pre-training test split (Table 2's columns).
+report the fine-tuning mean IU on the fold's test images (§5.3.2). Also
+printed: each pre-trained model's own scores on its pre-training test split
+(Table 2's columns).
 
 The main job (embedded data, Table 4 for fold 1, minutes on 2 CPU cores):
 
@@ -14,54 +14,33 @@ The main job (embedded data, Table 4 for fold 1, minutes on 2 CPU cores):
 
 Everything (Tables 3, 4, 5 and Fig. 7, four folds, three repeats):
 
-  python -m experiments.transfer --table=all --folds=1,2,3,4 --repeats=3
+  python -m experiments.transfer --config.tables=table3,table4,table5,fig7 \
+      --config.folds=1,2,3,4 --config.repeats=3
 
 The thesis' setting on VOC2011 + SBD (FCN-AlexNet; needs a GPU):
 
-  python -m experiments.transfer --dataset=voc --manual_dir=~/voc --scale=paper \
-      --table=all --folds=1,2,3,4 --repeats=3
+  python -m experiments.transfer --config=experiments/configs/transfer.py:paper \
+      --config.data.manual_dir=~/voc --config.tables=table3,table4,table5,fig7 \
+      --config.folds=1,2,3,4 --config.repeats=3
+
+Settings: `experiments/configs/transfer.py`. In Python:
+`run(transfer_config.get_config("smoke"), "/tmp/w")`.
 """
+
+from __future__ import annotations
 
 import dataclasses
 
-from absl import app
-from absl import flags
-
 from jaxpu import experiment
+from jaxpu import models
 from jaxpu import report
 from jaxpu import segmentation_runs as seg
+from jaxpu.thesis import claims
+from jaxpu.thesis import paper
+from jaxpu.thesis import rows as thesis_rows
 
-experiment.define_flags("transfer", datasets=("synthetic", "voc"), default_dataset="synthetic")
-_TABLE = flags.DEFINE_string("table", "4", "Tables to make: 3, 4, 5, fig7, a comma list, or all.")
-_FOLDS = flags.DEFINE_string("folds", "1", "Folds (§5.3.1) to run, e.g. 1,2,3,4.")
-_FINETUNE_STEPS = flags.DEFINE_integer("finetune_steps", None,
-                                       "Override the preset's fine-tuning steps "
-                                       "(--steps sets the pre-training steps).")
-FLAGS = flags.FLAGS
-
-# Pre-training and fine-tuning settings per scale. "cpu" is tuned for the
-# embedded data on 2 CPU cores (NOTES-embedded-data.md: a higher learning rate
-# with cosine decay for the 16-class pre-training, and enough fine-tuning steps
-# that random initialisation leaves its all-background start); "paper" is the
-# thesis' FCN-AlexNet schedule (§5.3.2: 240k pre-training and 12k fine-tuning
-# iterations, snapshots every 4k; SGD, momentum 0.9, weight decay 5e-4).
-PRESETS = {
-    "smoke": dict(model="fcn_small", model_options=dict(width=0.25), optimizer="adam",
-                  pretrain_lr=3e-3, finetune_lr=2e-3, schedule="cosine", warmup_steps=0,
-                  steps=4, finetune_steps=4, checkpoint_every=2, finetune_checkpoint_every=2,
-                  batch_size=8, finetune_batch_size=8, weight_decay=0.0,
-                  synthetic_config=dict(num_train_per_class=4, num_test_per_class=2)),
-    "cpu": dict(model="fcn_small", model_options={}, optimizer="adam",
-                pretrain_lr=3e-3, finetune_lr=2e-3, schedule="cosine", warmup_steps=20,
-                steps=800, finetune_steps=600, checkpoint_every=160,
-                finetune_checkpoint_every=60, batch_size=32, finetune_batch_size=16,
-                weight_decay=0.0, synthetic_config=None),
-    "paper": dict(model="fcn_alexnet", model_options={}, optimizer="sgd",
-                  pretrain_lr=1e-3, finetune_lr=1e-3, schedule="constant", warmup_steps=0,
-                  steps=240_000, finetune_steps=12_000, checkpoint_every=4_000,
-                  finetune_checkpoint_every=4_000 // 2, batch_size=20,
-                  finetune_batch_size=20, weight_decay=5e-4, synthetic_config=None),
-}
+DATASETS = ("synthetic", "voc")
+SELECTION = ("tables", "folds", "repeats")  # what to run; the rest is how
 
 FIG7_SPEC = report.TableSpec(
     "fig7", "Figure 7: fine-tuning scores vs the categorisation of the pre-training labels "
@@ -76,46 +55,72 @@ def pretraining_spec(fold_names: str) -> report.TableSpec:
       ("fold", "pre-training"), tuple(seg.BINARY_COLUMNS.values()))
 
 
-def make_runner(config) -> seg.Runner:
-  """The pre-training / fine-tuning templates of `config` (a preset)."""
-  template = seg.binary_spec(config, config["pretrain_lr"])
+def validate(config) -> tuple[tuple[str, ...], tuple[int, ...]]:
+  """Checks every setting before any data is built; returns (tables, folds)."""
+  experiment.check_common(config)
+  experiment.require(config.dataset in DATASETS, "dataset", config.dataset,
+                     f"choose one of {DATASETS}")
+  tables = thesis_rows.check_tables(experiment.names(config.tables))
+  folds = tuple(config.folds) if not isinstance(config.folds, int) else (config.folds,)
+  experiment.require(bool(folds) and all(f in (1, 2, 3, 4) for f in folds)
+                     and len(set(folds)) == len(folds), "folds", config.folds,
+                     "list distinct folds among 1, 2, 3, 4, e.g. --config.folds=1,2")
+  for section in ("pretrain", "finetune"):
+    experiment.check_training(config, section)
+  experiment.require_fraction(config, "finetune_fraction", allow_none=True)
+  if config.dataset == "voc":
+    experiment.require(config.data.manual_dir is not None, "data.manual_dir", None,
+                       "voc needs the folder with your VOC2011 and SBD archives")
+  models.get(config.model, 2, **config.model_options)  # unknown options fail here
+  return tables, folds
+
+
+def make_runner(config, workdir: str) -> seg.Runner:
+  """The pre-training / fine-tuning templates of `config`."""
+  template = seg.spec_from_config(config.pretrain, config.model, config.model_options)
   finetune = dataclasses.replace(
-      template, num_classes=6, loss="softmax_cross_entropy",
-      learning_rate=config["finetune_lr"], steps=config["finetune_steps"],
-      batch_size=config["finetune_batch_size"],
-      checkpoint_every=config["finetune_checkpoint_every"])
-  return seg.Runner(FLAGS.workdir, pretrain=template, finetune=finetune,
-                    dataset=FLAGS.dataset,
-                    data_options=seg.data_options(config, FLAGS.dataset, FLAGS.data_dir,
-                                                  FLAGS.manual_dir))
+      seg.spec_from_config(config.finetune, config.model, config.model_options),
+      num_classes=6, loss="softmax_cross_entropy")
+  return seg.Runner(workdir, pretrain=template, finetune=finetune, dataset=config.dataset,
+                    data_options=seg.data_options(config.data, config.dataset),
+                    finetune_fraction=config.finetune_fraction)
 
 
-def run(tables, folds, seeds, runner, outputs):
-  """Trains what `tables` need on `folds` × `seeds` and records every cell in `outputs`."""
-  rows = seg.rows_for(tables)
-  names = seg.training_names(rows)
+def planned_runs(tables, folds, seeds) -> int:
+  """How many training runs `measure` makes: pre-trainings and distinct fine-tunings."""
+  rows = thesis_rows.rows_for(tables)
+  sources = {row.training for row in rows}
+  return (len(thesis_rows.trainings_for(rows)) + len(sources)) * len(folds) * len(seeds)
+
+
+def measure(tables, folds, seeds, runner: seg.Runner, outputs: experiment.Outputs) -> None:
+  """Trains what `tables` need on `folds` × `seeds` and records every cell in `outputs`.
+
+  Every value is one repeat's: the mean over that run's last snapshots. A
+  repeat (seed) re-runs the pre-trainings (init, shuffling, label noise) and
+  the fine-tunings, so the values of two rows are paired by repeat.
+  """
+  rows = thesis_rows.rows_for(tables)
+  names = thesis_rows.training_names(rows)
   for fold in folds:
-    for training in seg.trainings_for(rows):
-      own = {}
-      for seed in seeds:
-        for column, values in seg.own_scores(runner.train(training, fold, seed)).items():
-          own.setdefault(column, []).extend(values)
-      for column, values in own.items():
-        outputs.add("pretraining", (f"Fold{fold}", names[training]), column, values)
+    for training in thesis_rows.trainings_for(rows):
+      results = [runner.train(training, fold, seed) for seed in seeds]
+      for column in seg.own_scores(results[0]):
+        outputs.add("pretraining", (f"Fold{fold}", names[training]), column,
+                    [seg.repeat_value(r, column) for r in results])
 
-  def finetune_scores(training, fold, column):
-    return [v for seed in seeds
-            for v in seg.own_scores(runner.transfer(training, fold, seed))[column]]
+  def finetune_values(training, fold, column):
+    return [seg.repeat_value(runner.transfer(training, fold, seed), column) for seed in seeds]
 
   for row in rows:
     if row.table == "fig7":
       for column, score in (("mean IU", "mean IU"), ("mean acc.", "mean rec.")):
-        per_fold = [finetune_scores(row.training, fold, score) for fold in folds]
+        per_fold = [finetune_values(row.training, fold, score) for fold in folds]
         outputs.add("fig7", row.row, column, seg.fold_average(per_fold))
       continue
     per_fold = []
     for fold in folds:
-      per_fold.append(finetune_scores(row.training, fold, "mean IU"))
+      per_fold.append(finetune_values(row.training, fold, "mean IU"))
       outputs.add(row.table, row.row, f"Fold{fold}", per_fold[-1])
     outputs.add(row.table, row.row, "Average", seg.fold_average(per_fold))
 
@@ -130,35 +135,51 @@ def fig7_points(cells):
   return meaningful, random
 
 
-def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
-  tables = seg.parse_tables(_TABLE.value)
-  folds = seg.parse_folds(_FOLDS.value)
-  config = experiment.preset(PRESETS)
-  if _FINETUNE_STEPS.value is not None:
-    config["finetune_steps"] = _FINETUNE_STEPS.value
-  experiment.keep_freed_memory()
-  experiment.enable_compilation_cache()
-  outputs = experiment.Outputs(FLAGS.workdir)
-  runner = make_runner(config)
-  run(tables, folds, experiment.repeat_seeds(), runner, outputs)
+def verdicts_markdown(cells) -> str:
+  """The thesis' claims these cells can judge, on paired repeats (`jaxpu.thesis.claims`)."""
+  verdicts = [v for v in claims.judge_all(cells) if v.status != claims.NOT_MEASURED]
+  if not verdicts:
+    return ""
+  lines = ["**The thesis' claims on these tables** (" + claims.RULE + ")", "",
+           "| claim | the thesis | this run | verdict |", "|---|---|---|---|"]
+  lines += [f"| {v.claim} | {v.paper} | {v.evidence} | **{v.status}** |" for v in verdicts]
+  return "\n".join(lines) + "\n"
 
-  specs = [FIG7_SPEC if t == "fig7" else report.paper_spec(t) for t in tables]
+
+def run(config, workdir: str) -> list[report.Cell]:
+  """Runs the transfer tables of `config` into `workdir`; returns the cells measured."""
+  tables, folds = validate(config)
+  resolved = experiment.claim_workdir(workdir, config, selection=SELECTION)
+  outputs = experiment.Outputs(workdir, resolved)
+  runner = make_runner(config, workdir)
+  seeds = experiment.repeat_seeds(config)
+  runner.progress = experiment.Progress("transfer", planned_runs(tables, folds, seeds))
+  measure(tables, folds, seeds, runner, outputs)
+
+  specs = [FIG7_SPEC if t == "fig7" else paper.paper_spec(t) for t in tables]
   specs.append(pretraining_spec(", ".join(f"fold {f}" for f in folds)))
   if "fig7" in tables:
     from jaxpu import plots  # pylint: disable=g-import-not-at-top
     plots.plot_categorisations(outputs.path("fig7_categorisations.png"),
                                *fig7_points(outputs.cells))
+  fraction = (f"a seeded {config.finetune_fraction:.0%} of the fold's training images "
+              "(the same images for every row of a repeat)"
+              if config.finetune_fraction else "all of the fold's training images")
   preamble = (
-      f"# Transfer experiments (thesis §5.3) on `{FLAGS.dataset}`\n\n"
-      f"Fine-tuning mean IU on the fold's five classes, mean ± std over {FLAGS.repeats} "
-      f"repeat(s) × the last {runner.finetune.keep} snapshots; `Average` averages the folds "
-      f"per repeat and snapshot. Scale `{FLAGS.scale}`: {config['model']}, pre-training "
-      f"{config['steps']} steps, fine-tuning {config['finetune_steps']} steps.\n")
-  markdown = outputs.write(specs, compare_with_paper=FLAGS.dataset == "voc", preamble=preamble)
+      f"# Transfer experiments (thesis §5.3) on `{config.dataset}`\n\n"
+      f"Fine-tuning mean IU on the fold's five classes, mean ± std over {config.repeats} "
+      f"repeat(s) (n in results.json); each repeat's value is the mean of its last "
+      f"{runner.finetune.keep} snapshots, and each repeat re-runs the pre-trainings with its "
+      f"own seed (init, shuffling, label noise). `Average` averages the folds per repeat. "
+      f"Scale `{config.scale}`: {config.model}, pre-training {config.pretrain.steps} steps, "
+      f"fine-tuning {config.finetune.steps} steps on {fraction}.\n")
+  reference = paper.reference_cells(tables) if config.dataset == "voc" else None
+  markdown = outputs.write(specs, reference=reference, preamble=preamble,
+                           epilogue=verdicts_markdown(outputs.cells))
   print(markdown)
+  return outputs.cells
 
 
 if __name__ == "__main__":
-  app.run(main)
+  from experiments import cli  # pylint: disable=g-import-not-at-top
+  cli.main("transfer", run)

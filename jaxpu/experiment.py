@@ -1,78 +1,143 @@
-"""Shared machinery of the experiment modules (`python -m experiments.<name>`).
+"""What every experiment shares: its workdir, its resolved config, its seeds, its outputs.
 
-Every experiment defines the same common flags (`define_flags`), picks a scale
-preset (`preset`), derives one seed per repeat (`repeat_seeds`), and writes
-its outputs through `Outputs`: `results.json` and `results.md` (see
-`jaxpu.report`), PNG figures, and per-run sub-folders for checkpoints and
-TensorBoard logs.
+An experiment is `run(config, workdir) -> cells` (`experiments/<name>.py`),
+with `config` an `ml_collections.ConfigDict` from
+`experiments/configs/<name>.py` (or any mapping with the same fields). This
+module holds the parts that do not depend on which experiment runs:
 
-Scales: `smoke` (seconds; what the tests run), `cpu` (the default: minutes on
-a 2-core CPU on the embedded dataset) and `paper` (the thesis' settings).
+- `claim_workdir`: writes the resolved config to `workdir/config.json`, and
+  refuses a workdir that holds results of other settings, naming every field
+  that differs (fields that only select *what* to run, such as the tables or
+  folds, may differ: the runs they share are the same runs);
+- `repeat_seeds`: one seed per repeat;
+- `Outputs`: run folders, the measured cells, `results.json` / `results.md`
+  (merged with the tables an earlier call wrote into the same workdir);
+- process set-up for programs: `keep_freed_memory`, `enable_compilation_cache`.
 """
 
 from __future__ import annotations
 
 import ctypes
 import dataclasses
+import json
 import os
 import re
 import time
-from typing import Any, Mapping, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
-from absl import flags
 from absl import logging
 
 from jaxpu import report
 
 SCALES = ("smoke", "cpu", "paper")
-FLAGS = flags.FLAGS
+CONFIG_FILE = "config.json"
 
 
-def define_flags(name: str, datasets: Sequence[str], default_dataset: str) -> None:
-  """Defines the flags every experiment shares (call once, at import).
+def config_dict(config: Any) -> dict[str, Any]:
+  """A JSON-ready plain dict of a ConfigDict (or mapping); tuples become lists."""
+  if hasattr(config, "to_dict"):
+    config = config.to_dict()
+  return json.loads(json.dumps(config, default=_jsonable))
+
+
+def _jsonable(value):
+  if isinstance(value, (set, frozenset)):
+    return sorted(value)
+  if hasattr(value, "tolist"):
+    return value.tolist()
+  return str(value)
+
+
+def flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+  """{"a": {"b": 1}} → {"a.b": 1} (the dotted names of `--config.a.b`)."""
+  out = {}
+  for key, value in tree.items():
+    name = f"{prefix}{key}"
+    if isinstance(value, Mapping):
+      out.update(flatten(value, name + "."))
+    else:
+      out[name] = value
+  return out
+
+
+def config_differences(old: Mapping[str, Any], new: Mapping[str, Any],
+                       ignore: Iterable[str] = ()) -> list[tuple[str, Any, Any]]:
+  """(dotted field, old value, new value) of every differing field not under `ignore`."""
+  old_flat, new_flat = flatten(config_dict(old)), flatten(config_dict(new))
+  ignored = tuple(ignore)
+
+  def skipped(name):
+    return any(name == i or name.startswith(i + ".") for i in ignored)
+
+  missing = object()
+  return [(name, old_flat.get(name, missing), new_flat.get(name, missing))
+          for name in sorted(set(old_flat) | set(new_flat))
+          if not skipped(name) and old_flat.get(name, missing) != new_flat.get(name, missing)]
+
+
+def claim_workdir(workdir: str, config: Any, selection: Iterable[str] = ()) -> dict[str, Any]:
+  """Writes `config` to `workdir/config.json`; refuses a workdir of other settings.
 
   Args:
-    name: the experiment's name; the default `--workdir` is `runs/<name>`.
-    datasets: the dataset names this experiment accepts.
-    default_dataset: the `--dataset` default (the embedded data).
+    workdir: the experiment's output folder (created if missing).
+    config: the resolved config.
+    selection: dotted fields that only select what to run (tables, folds,
+      rows, repeats, ...): they may differ from the stored config, whose
+      runs are then reused where they coincide.
+
+  Returns:
+    The config as a plain dict (what is stored with every result).
+
+  Raises:
+    ValueError: the workdir holds a config whose other fields differ; the
+      message names each field with both values.
   """
-  flags.DEFINE_enum("dataset", default_dataset, list(datasets),
-                    "Dataset: the embedded synthetic data by default, or the paper's by name.")
-  flags.DEFINE_integer("seed", 0, "Base seed: repeat r uses seed + r for data noise and init.")
-  flags.DEFINE_integer("repeats", 1, "Independent repeats (the thesis uses 3).", lower_bound=1)
-  flags.DEFINE_string("workdir", os.path.join("runs", name),
-                      "Output folder: results.json/.md, figures, checkpoints, TensorBoard logs.")
-  flags.DEFINE_enum("scale", "cpu", list(SCALES),
-                    "Preset: smoke (seconds, for tests), cpu (minutes on 2 CPU cores), "
-                    "paper (the thesis' settings; needs a GPU).")
-  flags.DEFINE_string("data_dir", None,
-                      "TFDS data dir (default: $JAXPU_DATA_DIR or ~/tensorflow_datasets).")
-  flags.DEFINE_string("manual_dir", None,
-                      "Folder with the user's downloaded archives (VOC2011, SBD) for --dataset=voc.")
-  flags.DEFINE_integer("steps", None, "Override the preset's number of training steps.")
-  flags.DEFINE_integer("batch_size", None, "Override the preset's global batch size.")
+  _make_dirs(workdir)
+  path = os.path.join(workdir, CONFIG_FILE)
+  resolved = config_dict(config)
+  if os.path.exists(path):
+    with open(path) as f:
+      try:
+        stored = json.load(f)
+      except json.JSONDecodeError as e:
+        raise ValueError(f"{path} is not valid JSON ({e}); delete it (or the workdir) "
+                         "to start again.") from None
+    differences = config_differences(stored, resolved, ignore=selection)
+    if differences:
+      lines = "\n".join(f"  {name}: {_show(a)} (in the workdir) → {_show(b)} (now)"
+                        for name, a, b in differences)
+      raise ValueError(
+          f"{workdir} holds results of another config; these fields differ:\n{lines}\n"
+          f"Use another --workdir, or run with the workdir's settings (its {CONFIG_FILE}).")
+  _atomic_write_json(path, resolved)
+  return resolved
 
 
-def preset(presets: Mapping[str, Mapping[str, Any]], **overrides: Any) -> dict[str, Any]:
-  """The configuration of `--scale`, with `--steps`/`--batch_size` applied.
+def _show(value):
+  return "(absent)" if not isinstance(value, (str, int, float, bool, list, dict, type(None))) \
+      else json.dumps(value)
 
-  `overrides` maps a flag name to the config key it overrides, e.g.
-  `preset(P, steps="pretrain_steps")`; by default `--steps` overrides
-  `steps` and `--batch_size` overrides `batch_size`.
-  """
-  scale = FLAGS.scale
-  if scale not in presets:
-    raise ValueError(f"--scale={scale} is not defined for this experiment; "
-                     f"choose one of {sorted(presets)}.")
-  config = dict(presets[scale])
-  mapping = {"steps": "steps", "batch_size": "batch_size", **overrides}
-  for flag_name, key in mapping.items():
-    value = getattr(FLAGS, flag_name, None)
-    if value is not None:
-      if key not in config:
-        raise ValueError(f"--{flag_name} has no effect on this experiment (no '{key}' setting).")
-      config[key] = value
-  return config
+
+def _make_dirs(path: str) -> None:
+  try:
+    os.makedirs(path, exist_ok=True)
+  except OSError as e:
+    raise ValueError(f"Cannot create the workdir {path!r} ({e.strerror}); choose a writable "
+                     "folder with --workdir.") from None
+  if not os.access(path, os.W_OK):
+    raise ValueError(f"The workdir {path!r} is not writable; choose another with --workdir.")
+
+
+def _atomic_write_json(path: str, value: Any) -> None:
+  tmp = f"{path}.tmp-{os.getpid()}"
+  with open(tmp, "w") as f:
+    json.dump(value, f, indent=1, sort_keys=True)
+  os.replace(tmp, path)
+
+
+def repeat_seeds(config: Any) -> list[int]:
+  """One seed per repeat: `config.seed`, `config.seed + 1`, ..."""
+  return [int(config.seed) + r for r in range(int(config.repeats))]
 
 
 def enable_compilation_cache(path: str | None = None) -> str:
@@ -120,29 +185,6 @@ def keep_freed_memory() -> bool:
   return all(mallopt(param, value) == 1 for param, value in settings)
 
 
-def repeat_seeds() -> list[int]:
-  """One seed per repeat: `--seed`, `--seed + 1`, ..."""
-  return [FLAGS.seed + r for r in range(FLAGS.repeats)]
-
-
-def flag_values() -> dict[str, Any]:
-  """The values of this program's own flags (stored with every result)."""
-  keys = ("dataset", "seed", "repeats", "workdir", "scale", "steps", "batch_size")
-  values = {k: getattr(FLAGS, k) for k in keys if k in FLAGS}
-  for module_flags in FLAGS.flags_by_module_dict().values():
-    for f in module_flags:
-      if f.name not in values and not _is_framework_flag(f.name):
-        values[f.name] = f.value
-  return values
-
-
-def _is_framework_flag(name: str) -> bool:
-  return bool(re.match(r"^(help|helpfull|helpshort|helpxml|flagfile|undefok|"
-                       r"v|verbosity|log|logtostderr|alsologtostderr|stderrthreshold|"
-                       r"showprefixforinfo|run_with|pdb|only_check_args|use_cprofile|"
-                       r"profile_file|jax_|xla_|test_|chex_|absl_|tt_|op_conversion)", name))
-
-
 def slug(*parts: Any) -> str:
   """A file-system-safe name for a run, e.g. slug("HalfUnsegmented", 0) == "halfunsegmented-0"."""
   text = "-".join(str(p) for p in parts)
@@ -151,13 +193,20 @@ def slug(*parts: Any) -> str:
 
 @dataclasses.dataclass
 class Outputs:
-  """Where an experiment writes, and the cells it has measured so far."""
+  """Where an experiment writes, and the cells it has measured so far.
+
+  Attributes:
+    workdir: the output folder.
+    config: the resolved config (a plain dict), stored with every record.
+    cells: the cells measured by this call.
+  """
   workdir: str
+  config: Mapping[str, Any] = dataclasses.field(default_factory=dict)
   cells: list[report.Cell] = dataclasses.field(default_factory=list)
   started: float = dataclasses.field(default_factory=time.time)
 
   def __post_init__(self):
-    os.makedirs(self.workdir, exist_ok=True)
+    _make_dirs(self.workdir)
 
   def run_dir(self, *parts: Any) -> str:
     """A sub-folder for one training run (checkpoints, TensorBoard, metrics.jsonl)."""
@@ -169,18 +218,136 @@ class Outputs:
     return os.path.join(self.workdir, filename)
 
   def add(self, table: str, row: Sequence[str], column: str, values) -> report.Cell:
-    """Records one measured number (all its repeats/snapshots)."""
+    """Records one measured number (one value per repeat, or per repeat × snapshot)."""
     cell = report.Cell(table, tuple(row), column, values)
     self.cells.append(cell)
     return cell
 
-  def write(self, specs: Sequence[report.TableSpec], compare_with_paper: bool,
+  def write(self, specs: Sequence[report.TableSpec], reference: Sequence[report.Cell] | None = None,
             preamble: str = "", epilogue: str = "") -> str:
-    """Writes results.json/results.md and returns the Markdown."""
+    """Writes results.json / results.md and returns the Markdown.
+
+    `reference`: published numbers shown beside ours. Tables that an earlier
+    call wrote into this workdir and this call did not measure are kept (one
+    results file holds every table run there).
+    """
     elapsed = time.time() - self.started
     epilogue = (epilogue + "\n" if epilogue else "") + f"_Wall time: {elapsed:.0f} s._\n"
-    markdown = report.write_results(self.workdir, specs, self.cells, flag_values(),
-                                    compare_with_paper=compare_with_paper,
-                                    preamble=preamble, epilogue=epilogue)
+    measured = {c.table for c in self.cells}
+    kept = [c for c in report.load_results_if_any(self.workdir) if c.table not in measured]
+    kept_specs = [report.TableSpec(t, t, (), ()) for t in dict.fromkeys(c.table for c in kept)]
+    markdown = report.write_results(
+        self.workdir, list(specs), self.cells + kept, self.config,
+        reference=reference, preamble=preamble, epilogue=epilogue,
+        previous_specs=kept_specs)
     logging.info("Wrote %s and %s", self.path("results.json"), self.path("results.md"))
     return markdown
+
+
+# ----------------------------------------------------------------------------
+# Validating a config before any data is built or any step is trained.
+# ----------------------------------------------------------------------------
+
+OPTIMIZERS = ("adam", "sgd")
+SCHEDULES = ("constant", "cosine")
+LOSS_REDUCTIONS = ("mean", "sum_per_example")
+
+
+def require(condition: bool, field: str, value: Any, requirement: str) -> None:
+  """Raises a ValueError naming `--config.<field>`, its value and what it must be."""
+  if not condition:
+    raise ValueError(f"--config.{field}={value!r}: {requirement}.")
+
+
+def names(value: Any) -> tuple[str, ...]:
+  """A tuple-of-names field, given as ("a", "b") or as "a,b" on the command line."""
+  if isinstance(value, str):
+    value = (value,)
+  return tuple(part.strip() for item in value for part in str(item).split(",") if part.strip())
+
+
+def _is_int(value: Any) -> bool:
+  return isinstance(value, int) and not isinstance(value, bool)
+
+
+def require_positive_int(config: Any, field: str) -> int:
+  value = _get(config, field)
+  require(_is_int(value) and value >= 1, field, value, "must be a positive integer")
+  return value
+
+
+def require_fraction(config: Any, field: str, allow_none: bool = False) -> Any:
+  """A number in (0, 1) (or None if allowed)."""
+  value = _get(config, field)
+  if value is None and allow_none:
+    return None
+  require(isinstance(value, (int, float)) and not isinstance(value, bool) and 0 < value < 1,
+          field, value, "must be a number in (0, 1)")
+  return value
+
+
+def _get(config: Any, field: str) -> Any:
+  for part in field.split("."):
+    config = config[part]
+  return config
+
+
+def check_common(config: Any) -> None:
+  """seed, repeats."""
+  require(_is_int(config.seed) and config.seed >= 0, "seed", config.seed,
+          "must be an integer >= 0")
+  require_positive_int(config, "repeats")
+
+
+def check_training(config: Any, section: str) -> None:
+  """A training section (optimizer, learning_rate, schedule, ..., keep), e.g. "pretrain"."""
+  import jax  # pylint: disable=g-import-not-at-top
+  s = _get(config, section)
+  steps = require_positive_int(config, f"{section}.steps")
+  batch = require_positive_int(config, f"{section}.batch_size")
+  devices = jax.device_count()
+  require(batch % devices == 0, f"{section}.batch_size", batch,
+          f"must be a multiple of the {devices} devices")
+  every = require_positive_int(config, f"{section}.checkpoint_every")
+  require(every <= steps, f"{section}.checkpoint_every", every,
+          f"must be at most {section}.steps ({steps})")
+  require_positive_int(config, f"{section}.keep")
+  require(s.optimizer in OPTIMIZERS, f"{section}.optimizer", s.optimizer,
+          f"choose one of {OPTIMIZERS}")
+  require(s.schedule in SCHEDULES, f"{section}.schedule", s.schedule,
+          f"choose one of {SCHEDULES}")
+  lr = s.learning_rate
+  require(isinstance(lr, (int, float)) and lr > 0 and lr == lr and lr != float("inf"),
+          f"{section}.learning_rate", lr, "must be a finite number > 0")
+  require(isinstance(s.weight_decay, (int, float)) and 0 <= s.weight_decay < float("inf"),
+          f"{section}.weight_decay", s.weight_decay, "must be a finite number >= 0")
+  require(isinstance(s.momentum, (int, float)) and 0 <= s.momentum < 1,
+          f"{section}.momentum", s.momentum, "must be in [0, 1)")
+  warmup = s.warmup_steps
+  require(_is_int(warmup) and 0 <= warmup < steps, f"{section}.warmup_steps", warmup,
+          f"must be an integer in [0, {section}.steps={steps})")
+  bias = s.get("bias_lr_mult", 1.0)
+  require(isinstance(bias, (int, float)) and bias > 0, f"{section}.bias_lr_mult", bias,
+          "must be a number > 0")
+  require(s.get("loss_reduction", "mean") in LOSS_REDUCTIONS, f"{section}.loss_reduction",
+          s.get("loss_reduction"), f"choose one of {LOSS_REDUCTIONS}")
+
+
+class Progress:
+  """Counts finished training runs and prints the elapsed time and an ETA."""
+
+  def __init__(self, name: str, total: int):
+    self.name, self.total, self.done = name, total, 0
+    self.started = time.time()
+
+  def __call__(self, label: str) -> None:
+    self.done += 1
+    elapsed = time.time() - self.started
+    eta = elapsed / self.done * (self.total - self.done)
+    print(f"[{self.name}] {self.done}/{self.total} runs done ({label}); "
+          f"{_clock(elapsed)} elapsed, ETA {_clock(eta)}", flush=True)
+
+
+def _clock(seconds: float) -> str:
+  seconds = int(round(seconds))
+  return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"

@@ -153,3 +153,26 @@ def segmentation_scores(cm: ArrayLike) -> Dict[str, float]:
       "fw_iou": float(np.sum(frequency * iou)),
       "mean_iou": _mean(iou[union > 0]),
   }
+
+
+def foreground_iou_per_image(predicted: ArrayLike, labels: ArrayLike,
+                             void_label: int = 255) -> np.ndarray:
+  """Per image IoU of the predicted foreground and the true foreground (label 1).
+
+  Args:
+    predicted: boolean foreground predictions `[N, ...]` (e.g. `logit > 0`).
+    labels: integer labels `[N, ...]`, 1 = foreground; `void_label` pixels are ignored.
+
+  Returns:
+    `[N]` float64 IoU per image; 1.0 where both are empty.
+  """
+  labels = np.asarray(labels)
+  predicted = np.asarray(predicted, bool)
+  if predicted.shape != labels.shape:
+    raise ValueError(f"predicted {predicted.shape} and labels {labels.shape} must have the "
+                     "same shape.")
+  valid = labels != void_label
+  pred, true = predicted & valid, (labels == 1) & valid
+  inter = (pred & true).reshape(len(labels), -1).sum(1)
+  union = (pred | true).reshape(len(labels), -1).sum(1)
+  return np.where(union > 0, inter / np.maximum(union, 1), 1.0)

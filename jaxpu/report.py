@@ -1,26 +1,21 @@
-"""Result tables: `results.json` records and `results.md` tables in the paper's layout.
+"""Result tables: `results.json` records and `results.md` Markdown tables.
 
 A result is a `Cell`: one number of one table (a row, a column) measured once per
-repeat (or per repeat x snapshot, as Tables 3-5 of the thesis average over the
-last five snapshots of three repeats). `write_results` stores every cell as a
-record (row and column names, mean, std, the values, and the flags that
-produced them) and renders each table as Markdown, next to the thesis' own
-numbers (`paper_results.json`) when asked.
+repeat (or per repeat x snapshot). `write_results` stores every cell as a
+record (table title, row and column names, mean, std, n, the values, and the
+config that produced them) and renders each table as Markdown, optionally
+next to reference numbers (e.g. the thesis' own, `jaxpu.thesis.paper`).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import functools
 import json
 import math
 import os
 from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
-
-_PAPER_FILE = os.path.join(os.path.dirname(__file__), "paper_results.json")
-
 
 @dataclasses.dataclass(frozen=True)
 class TableSpec:
@@ -55,36 +50,9 @@ class Cell:
     return float(np.std(self.values))
 
 
-@functools.lru_cache(maxsize=1)
-def paper_results() -> dict[str, Any]:
-  """The thesis' published numbers (Tables 1-5), as stored in `paper_results.json`."""
-  with open(_PAPER_FILE) as f:
-    return json.load(f)
-
-
-def paper_spec(table: str) -> TableSpec:
-  """The layout of one of the thesis' tables ("table1" ... "table5")."""
-  tables = paper_results()["tables"]
-  if table not in tables:
-    raise ValueError(f"Unknown paper table {table!r}; known: {sorted(tables)}.")
-  t = tables[table]
-  return TableSpec(table, t["title"], tuple(t["row_keys"]), tuple(t["columns"]))
-
-
-def paper_cells(table: str) -> list[Cell]:
-  """The thesis' numbers of one table as cells (mean, and std where published)."""
-  t = paper_results()["tables"][table]
-  cells = []
-  for entry in t["rows"]:
-    for column, value in zip(t["columns"], entry["values"]):
-      mean, std = (value if isinstance(value, list) else (value, None))
-      cell = Cell(table, tuple(entry["row"]), column, [mean])
-      cells.append(_PaperCell(cell.table, cell.row, cell.column, cell.values, std))
-  return cells
-
-
 @dataclasses.dataclass
-class _PaperCell(Cell):
+class ReferenceCell(Cell):
+  """A published number: its mean and, where published, its std (NaN otherwise)."""
   published_std: float | None = None
 
   @property
@@ -95,7 +63,7 @@ class _PaperCell(Cell):
 def _fmt(cell: Cell | None, digits: int) -> str:
   if cell is None:
     return "–"
-  if math.isnan(cell.std) or (len(cell.values) == 1 and not isinstance(cell, _PaperCell)):
+  if math.isnan(cell.std) or (len(cell.values) == 1 and not isinstance(cell, ReferenceCell)):
     return f"{cell.mean:.{digits}f}"
   return f"{cell.mean:.{digits}f} ± {cell.std:.{digits}f}"
 
@@ -146,51 +114,83 @@ def format_table(spec: TableSpec, cells: Sequence[Cell],
   return "\n".join(lines) + "\n"
 
 
-def format_paper_table(table: str) -> str:
-  """The thesis' own table, in its layout (what `results.md` compares with)."""
-  return format_table(paper_spec(table), [], paper_cells(table))
-
-
-def records(cells: Sequence[Cell], flags: Mapping[str, Any]) -> list[dict[str, Any]]:
-  """One JSON-ready record per cell: names, mean, std, values and the flags."""
-  return [{"table": c.table, "row": list(c.row), "column": c.column,
-           "mean": c.mean, "std": c.std, "n": len(c.values),
-           "values": list(c.values), "flags": dict(flags)} for c in cells]
+def records(cells: Sequence[Cell], config: Mapping[str, Any],
+            specs: Sequence[TableSpec] = ()) -> list[dict[str, Any]]:
+  """One JSON-ready record per cell: table (and its layout), names, statistics, config."""
+  by_table = {s.table: s for s in specs}
+  out = []
+  for c in cells:
+    spec = by_table.get(c.table)
+    layout = ({"title": spec.title, "row_keys": list(spec.row_keys),
+               "columns": list(spec.columns)} if spec else {})
+    out.append({"table": c.table, **layout, "row": list(c.row), "column": c.column,
+                "mean": c.mean, "std": c.std, "n": len(c.values), "values": list(c.values),
+                "config": dict(config)})
+  return out
 
 
 def write_results(workdir: str, specs: Sequence[TableSpec], cells: Sequence[Cell],
-                  flags: Mapping[str, Any], compare_with_paper: bool = False,
-                  preamble: str = "", epilogue: str = "") -> str:
+                  config: Mapping[str, Any], reference: Sequence[Cell] | None = None,
+                  preamble: str = "", epilogue: str = "",
+                  previous_specs: Sequence[TableSpec] = ()) -> str:
   """Writes `results.json` and `results.md` to `workdir`; returns the Markdown.
 
   Args:
     workdir: output folder (created if missing).
     specs: the tables to render, in order.
     cells: every measured number.
-    flags: the flags that produced them (stored with every record).
-    compare_with_paper: show the thesis' numbers beside ours (when the
-      dataset is the paper's; the embedded data has no published numbers).
+    config: the resolved config that produced them (stored with every record).
+    reference: published numbers shown beside ours ("ours (paper: x)").
     preamble, epilogue: Markdown placed before and after the tables.
+    previous_specs: tables kept from an earlier results.json (their layout
+      is read back from it), rendered after `specs`.
   """
   os.makedirs(workdir, exist_ok=True)
-  tables = paper_results()["tables"]
+  stored = {s.table: s for s in load_specs(workdir)} if previous_specs else {}
+  previous = [stored.get(s.table, s) for s in previous_specs]
   parts = [preamble] if preamble else []
-  for spec in specs:
-    paper = paper_cells(spec.table) if compare_with_paper and spec.table in tables else None
-    parts.append(format_table(spec, cells, paper))
+  for spec in list(specs) + previous:
+    parts.append(format_table(spec, cells, reference))
   if epilogue:
     parts.append(epilogue)
   markdown = "\n".join(parts)
   _atomic_write(os.path.join(workdir, "results.json"),
-                json.dumps(records(cells, flags), indent=1, default=str))
+                json.dumps(records(cells, config, list(specs) + previous), indent=1,
+                           default=str))
   _atomic_write(os.path.join(workdir, "results.md"), markdown)
   return markdown
 
 
+def _read_records(workdir: str) -> list[dict[str, Any]]:
+  path = os.path.join(workdir, "results.json")
+  with open(path) as f:
+    try:
+      return json.load(f)
+    except json.JSONDecodeError as e:
+      raise ValueError(f"{path} is not valid JSON ({e}); delete it and run again.") from None
+
+
 def load_results(workdir: str) -> list[Cell]:
   """Reads back the cells of a `results.json`."""
-  with open(os.path.join(workdir, "results.json")) as f:
-    return [Cell(r["table"], tuple(r["row"]), r["column"], r["values"]) for r in json.load(f)]
+  return [Cell(r["table"], tuple(r["row"]), r["column"], r["values"])
+          for r in _read_records(workdir)]
+
+
+def load_results_if_any(workdir: str) -> list[Cell]:
+  """`load_results`, or [] when the workdir has no results.json yet."""
+  if not os.path.exists(os.path.join(workdir, "results.json")):
+    return []
+  return load_results(workdir)
+
+
+def load_specs(workdir: str) -> list[TableSpec]:
+  """The table layouts stored in a `results.json` (tables without one get a bare layout)."""
+  specs: dict[str, TableSpec] = {}
+  for r in _read_records(workdir):
+    if r["table"] not in specs:
+      specs[r["table"]] = TableSpec(r["table"], r.get("title", r["table"]),
+                                    tuple(r.get("row_keys", ())), tuple(r.get("columns", ())))
+  return list(specs.values())
 
 
 def _atomic_write(path: str, text: str) -> None:

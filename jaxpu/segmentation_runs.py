@@ -1,15 +1,16 @@
-"""Segmentation runs shared by the §5.2-5.3 experiments: trainings, rows, transfer, scoring.
+"""Segmentation runs: what is trained, pre-training → transfer → fine-tuning, scoring.
 
-`binary_segmentation` (Table 2, Fig. 6), `transfer` (Tables 3-5, Fig. 7) and
-`reproduce` build on the same pieces:
+The building blocks of the segmentation experiments (`binary_segmentation`,
+`transfer`, and your own), independent of the thesis' tables
+(`jaxpu.thesis.rows` says which training feeds which row):
 
 - `Training`: one training set and loss (task, corruption, loss). Its `key`
   names the run folder, so every row and table that needs the same
   pre-training gets the same folder, and `jaxpu.runs.train` (done.json)
-  trains it once: Table 3's TrueLabels, Table 4's CompleteLabels and Fig. 7's
-  "15" are one run; Table 3's BinarizedLabels and Fig. 7's "1" another.
-- `Row` and `ROWS`: which training feeds which row of which table (None:
-  random initialisation, the RandomWeights baseline / Fig. 7's 0).
+  trains it once.
+- `spec_from_config`, `data_options`: a `TrainSpec` and the data options
+  from a config's sections; `data_identity`: what identifies the data of a
+  run (part of the run's identity).
 - `Runner`: trains a `Training` on a fold's pre-training classes (or on all
   classes, `fold=None`), and fine-tunes a fresh model whose encoder comes
   from that run (`init_from`) on the fold's five classes (§5.3.2).
@@ -73,117 +74,6 @@ def binary_training(corruption: Optional[str] = None, loss: str = "logistic",
   return Training("binary", corruption, loss, tuple(sorted(loss_kwargs.items())))
 
 
-TRUE_LABELS = Training("multiclass")
-ALL_RANDOM_LABELS = Training("multiclass", "mislabel_objects:1.0")
-HALF_RANDOM_LABELS = Training("multiclass", "mislabel_objects:0.5")
-BINARIZED_LABELS = binary_training()
-HALF_UNSEGMENTED = binary_training("unsegment_objects:0.5", "logistic")
-CLASS_WEIGHTED = binary_training("unsegment_objects:0.5", "weighted_logistic",
-                                 negative_weight=0.5)
-SIGMOID_LOSS = binary_training("unsegment_objects:0.5", "sigmoid_negative")
-NO_FALSE_POSITIVE = Training("target", None, "logistic")
-HALF_FALSE_POSITIVE = Training("target", "false_positive_objects:0.5", "logistic")
-MEANINGFUL_CATEGORIES = Training("categories")
-
-
-def random_categories(k: int) -> Training:
-  return Training(f"random_categories:{k}")
-
-
-@dataclasses.dataclass(frozen=True)
-class Row:
-  """A row of a transfer table and the pre-training that feeds it (None: random init)."""
-  table: str
-  row: tuple[str, ...]
-  training: Optional[Training]
-
-
-def _rows(table, entries):
-  return tuple(Row(table, row, training) for row, training in entries)
-
-
-_RANDOM = (("Baseline", "RandomWeights"), None)
-ROWS: dict[str, tuple[Row, ...]] = {
-    "table3": _rows("table3", [
-        _RANDOM,
-        (("Baseline", "TrueLabels"), TRUE_LABELS),
-        (("Objects Mislabelling", "AllRandomLabels"), ALL_RANDOM_LABELS),
-        (("Objects Mislabelling", "HalfRandomLabels"), HALF_RANDOM_LABELS),
-        (("Objects Mislabelling", "BinarizedLabels"), BINARIZED_LABELS)]),
-    "table4": _rows("table4", [
-        _RANDOM,
-        (("Baseline", "CompleteLabels"), TRUE_LABELS),
-        (("Inexhaustive Segmentation", "HalfUnsegmented"), HALF_UNSEGMENTED),
-        (("Inexhaustive Segmentation", "SigmoidLoss"), SIGMOID_LOSS)]),
-    "table5": _rows("table5", [
-        _RANDOM,
-        (("Baseline", "NoFalsePositive"), NO_FALSE_POSITIVE),
-        (("False positive segmentation", "HalfFalsePositive"), HALF_FALSE_POSITIVE)]),
-    # Fig. 7: number of categories of the pre-training labels.
-    "fig7": _rows("fig7", [
-        (("meaningful", "0"), None),
-        (("meaningful", "1"), BINARIZED_LABELS),
-        (("meaningful", "4"), MEANINGFUL_CATEGORIES),
-        (("meaningful", "15"), TRUE_LABELS),
-        (("random", "4"), random_categories(4)),
-        (("random", "7"), random_categories(7)),
-        (("random", "11"), random_categories(11))]),
-}
-TABLES = tuple(ROWS)
-
-
-def parse_tables(value: str) -> tuple[str, ...]:
-  """`--table` → table ids: "4" → ("table4",), "3,fig7", "all" → every table."""
-  if value == "all":
-    return TABLES
-  out = []
-  for part in value.split(","):
-    part = part.strip()
-    name = part if part in ROWS else f"table{part}"
-    if name not in ROWS:
-      raise ValueError(f"Unknown table {part!r}; choose from 3, 4, 5, fig7 or all "
-                       "(comma-separated).")
-    if name not in out:
-      out.append(name)
-  return tuple(out)
-
-
-def parse_folds(value: str) -> tuple[int, ...]:
-  """`--folds` → fold numbers, e.g. "1,2,3,4"."""
-  try:
-    folds = tuple(int(f) for f in str(value).split(",") if f.strip())
-  except ValueError:
-    raise ValueError(f"--folds must be comma-separated fold numbers 1-4, got {value!r}.") from None
-  if not folds or any(f not in (1, 2, 3, 4) for f in folds) or len(set(folds)) != len(folds):
-    raise ValueError(f"--folds must list distinct folds among 1, 2, 3, 4, got {value!r}.")
-  return folds
-
-
-def rows_for(tables: Sequence[str]) -> list[Row]:
-  return [row for table in tables for row in ROWS[table]]
-
-
-def trainings_for(rows: Iterable[Row]) -> list[Training]:
-  """The distinct pre-trainings the rows need, in first-use order (one run each)."""
-  out = []
-  for row in rows:
-    if row.training is not None and row.training not in out:
-      out.append(row.training)
-  return out
-
-
-def training_names(rows: Iterable[Row]) -> dict[Training, str]:
-  """A display name per pre-training: the names of the rows it feeds."""
-  names: dict[Training, list[str]] = {}
-  for row in rows:
-    if row.training is not None:
-      label = row.row[-1] if row.table != "fig7" else f"Fig7 {row.row[0]} {row.row[1]}"
-      names.setdefault(row.training, [])
-      if label not in names[row.training]:
-        names[row.training].append(label)
-  return {t: " / ".join(n) for t, n in names.items()}
-
-
 def pretrain_dir(workdir: str, training: Training, fold: Optional[int], seed: int) -> str:
   """Run folder of a pre-training (keyed by its identity, never by a row name)."""
   where = "all" if fold is None else f"fold{fold}"
@@ -201,26 +91,51 @@ def finetune_dir(workdir: str, training: Optional[Training], fold: int, seed: in
 # ----------------------------------------------------------------------------
 
 
-def binary_spec(config: Mapping[str, Any], learning_rate: float) -> runs.TrainSpec:
-  """The binary (logistic-loss) training run of a segmentation preset `config`."""
+def spec_from_config(section: Mapping[str, Any], model: str, model_options: Mapping[str, Any],
+                     num_classes: int = 1, loss: str = "logistic") -> runs.TrainSpec:
+  """The `TrainSpec` of a config section (optimizer, learning_rate, schedule,
+  warmup_steps, momentum, weight_decay, steps, batch_size, checkpoint_every, keep)."""
   return runs.TrainSpec(
-      model=config["model"], model_options=config["model_options"], num_classes=1,
-      loss="logistic", optimizer=config["optimizer"], learning_rate=learning_rate,
-      schedule=config["schedule"], warmup_steps=config["warmup_steps"],
-      weight_decay=config["weight_decay"], steps=config["steps"],
-      batch_size=config["batch_size"], checkpoint_every=config["checkpoint_every"])
+      model=model, model_options=tuple(sorted(dict(model_options).items())),
+      num_classes=num_classes, loss=loss, loss_reduction=section.get("loss_reduction", "mean"),
+      optimizer=section["optimizer"], learning_rate=section["learning_rate"],
+      schedule=section["schedule"], warmup_steps=section["warmup_steps"],
+      momentum=section["momentum"], weight_decay=section["weight_decay"],
+      bias_lr_mult=section.get("bias_lr_mult", 1.0),
+      steps=section["steps"], batch_size=section["batch_size"],
+      checkpoint_every=section["checkpoint_every"], keep=section["keep"])
 
 
-def data_options(config: Mapping[str, Any], dataset: str, data_dir: Optional[str],
-                 manual_dir: Optional[str]) -> dict:
-  """`make_segmentation_data` options of `dataset` for a preset `config` (`Runner.data_options`)."""
-  options: dict[str, Any] = dict(data_dir=data_dir)
+def data_options(data: Mapping[str, Any], dataset: str) -> dict[str, Any]:
+  """`make_segmentation_data` options of a config's `data` section for `dataset`.
+
+  `data.synthetic` fields override the embedded "single" config (ignored for
+  voc); `data.downsample` / `data.image_size` / `data.preprocessing` apply to
+  both (None: the dataset's default).
+  """
+  options: dict[str, Any] = dict(data_dir=data.get("data_dir"))
   if dataset == "voc":
-    options["manual_dir"] = manual_dir
-  elif config["synthetic_config"]:
+    options["manual_dir"] = data.get("manual_dir")
+  else:
     from jaxpu.data import synthetic  # pylint: disable=g-import-not-at-top
-    options["config"] = synthetic.synthetic_config("single", **config["synthetic_config"])
+    overrides = {k: v for k, v in dict(data.get("synthetic") or {}).items() if v is not None}
+    if overrides:
+      options["config"] = synthetic.synthetic_config("single", **overrides)
+  for key in ("downsample", "image_size", "preprocessing"):
+    if data.get(key) is not None:
+      options[key] = data[key]
   return options
+
+
+def data_identity(dataset: str, options: Mapping[str, Any], data) -> dict[str, Any]:
+  """What identifies a `Data` for a run's identity: the dataset, every option that
+  selects or changes its examples (not where its files are), and what it holds."""
+  kept = {k: v for k, v in options.items() if k not in ("data_dir", "manual_dir", "mesh")}
+  if "config" in kept:
+    kept["config"] = getattr(kept["config"], "name", str(kept["config"]))
+  return {"dataset": dataset, "options": kept, "classes": list(data.class_names),
+          "image_shape": list(data.image_shape), "train_examples": data.num_train_examples,
+          "eval_examples": data.num_eval_examples}
 
 
 @dataclasses.dataclass
@@ -235,31 +150,47 @@ class Runner:
       the fold's five; its `loss` is used as given).
     dataset: "synthetic" or "voc".
     data_options: further `make_segmentation_data` arguments (data_dir,
-      manual_dir, config, augment, ...).
+      manual_dir, config, ...), for both phases.
+    finetune_fraction: fine-tune on this seeded fraction of the fold's
+      training images (None: all). The subset is drawn with the repeat's seed,
+      so every row of a repeat fine-tunes on the same images.
+    progress: called with a label after each run this runner trains or reuses.
   """
   workdir: str
   pretrain: runs.TrainSpec
   finetune: runs.TrainSpec
   dataset: str = "synthetic"
   data_options: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+  finetune_fraction: Optional[float] = None
+  progress: Optional[Callable[[str], None]] = None
   _data: dict = dataclasses.field(default_factory=dict, repr=False)
   _runs: dict = dataclasses.field(default_factory=dict, repr=False)
+
+  def data_arguments(self, training: Optional[Training], fold: Optional[int], seed: int,
+                     phase: str = "pretrain", batch_size: Optional[int] = None) -> dict:
+    """The `make_segmentation_data` arguments of a pre-training or a fine-tuning (None)."""
+    if phase == "finetune":
+      options = dict(task="multiclass", batch_size=batch_size or self.finetune.batch_size)
+      if self.finetune_fraction is not None:
+        options["subsample"] = self.finetune_fraction
+    else:
+      options = dict(task=training.task, corruption=training.corruption,
+                     grouping_seed=seed, batch_size=batch_size or self.pretrain.batch_size)
+    return dict(fold=fold, phase=phase, noise_seed=seed, seed=seed, **options,
+                **dict(self.data_options))
 
   def data(self, training: Optional[Training], fold: Optional[int], seed: int,
            phase: str = "pretrain", batch_size: Optional[int] = None):
     """The `Data` of a pre-training (`training`) or of a fold's fine-tuning (None)."""
     from jaxpu.data import pipeline  # pylint: disable=g-import-not-at-top
-    key = (training, fold, seed, phase)
+    key = (training, fold, seed, phase, batch_size)
     if key not in self._data:
-      if phase == "finetune":
-        options = dict(task="multiclass", batch_size=batch_size or self.finetune.batch_size)
-      else:
-        options = dict(task=training.task, corruption=training.corruption,
-                       grouping_seed=seed, batch_size=batch_size or self.pretrain.batch_size)
       self._data[key] = pipeline.make_segmentation_data(
-          self.dataset, fold=fold, phase=phase, noise_seed=seed, seed=seed,
-          **options, **dict(self.data_options))
+          self.dataset, **self.data_arguments(training, fold, seed, phase, batch_size))
     return self._data[key]
+
+  def identity(self, training, fold, seed, phase, data) -> dict[str, Any]:
+    return data_identity(self.dataset, self.data_arguments(training, fold, seed, phase), data)
 
   def pretrain_spec(self, training: Training, num_label_values: int) -> runs.TrainSpec:
     outputs = 1 if training.binary else num_label_values
@@ -273,8 +204,14 @@ class Runner:
       data = self.data(training, fold, seed)
       spec = self.pretrain_spec(training, data.num_classes)
       self._runs[key] = _train(spec, data, pretrain_dir(self.workdir, training, fold, seed),
-                               seed)
+                               seed, identity=self.identity(training, fold, seed, "pretrain",
+                                                            data))
+      self._report(f"pre-training {training.key}, fold {fold}, seed {seed}")
     return self._runs[key]
+
+  def _report(self, label: str) -> None:
+    if self.progress is not None:
+      self.progress(label)
 
   def transfer(self, training: Optional[Training], fold: int, seed: int) -> runs.RunResult:
     """Fine-tunes on the fold's 5 classes from `training`'s encoder (None: random init)."""
@@ -284,14 +221,17 @@ class Runner:
       data = self.data(None, fold, seed, phase="finetune")
       spec = dataclasses.replace(self.finetune, num_classes=data.num_classes)
       self._runs[key] = _train(spec, data, finetune_dir(self.workdir, training, fold, seed),
-                               seed, init_from=init_from)
+                               seed, init_from=init_from,
+                               identity=self.identity(None, fold, seed, "finetune", data))
+      source = "random init" if training is None else training.key
+      self._report(f"fine-tuning from {source}, fold {fold}, seed {seed}")
     return self._runs[key]
 
 
-def _train(spec, data, run_dir, seed, init_from=None) -> runs.RunResult:
+def _train(spec, data, run_dir, seed, init_from=None, identity=None) -> runs.RunResult:
   return runs.train(spec, train_iter_fn=data.train_iter, eval_batches_fn=data.eval_iter,
                     sample_batch={"image": np.zeros((1,) + data.image_shape, np.float32)},
-                    run_dir=run_dir, seed=seed, init_from=init_from)
+                    run_dir=run_dir, seed=seed, init_from=init_from, data_identity=identity)
 
 
 # ----------------------------------------------------------------------------
@@ -315,41 +255,39 @@ def own_scores(result: runs.RunResult, k: int = 5) -> dict[str, list[float]]:
   return {column: scores[name] for name, column in columns.items() if name in scores}
 
 
-def fold_average(per_fold: Sequence[Sequence[float]]) -> list[float]:
-  """Elementwise mean over folds of aligned value lists (repeat × snapshot).
+def repeat_value(result: runs.RunResult, column: str, k: int = 5) -> float:
+  """One repeat's value of a column: the mean over the run's last `k` snapshots."""
+  return float(np.mean(own_scores(result, k)[column]))
 
-  The "Average" column of Tables 3-5: its spread is that of repeats and
-  snapshots, not the spread between folds. Lists are cut to the shortest.
+
+def fold_average(per_fold: Sequence[Sequence[float]]) -> list[float]:
+  """Elementwise mean over folds of aligned value lists (one per repeat, or repeat × snapshot).
+
+  The "Average" column of Tables 3-5: its spread is that of the repeats, not
+  the spread between folds. Lists of unequal length are an error (they would
+  not be aligned).
   """
   if not per_fold:
     raise ValueError("fold_average needs at least one fold's values.")
-  n = min(len(v) for v in per_fold)
-  return list(np.mean([np.asarray(v[:n], np.float64) for v in per_fold], axis=0))
+  lengths = sorted({len(v) for v in per_fold})
+  if len(lengths) > 1:
+    raise ValueError(f"fold_average: the folds have different numbers of values {lengths}; "
+                     "every fold needs the same repeats (and snapshots).")
+  return list(np.mean([np.asarray(v, np.float64) for v in per_fold], axis=0))
 
 
 def average_precision(scores, labels, where=None) -> float:
-  """Average precision of the positive class (labels == 1) ranked by `scores`.
-
-  AP = Σ_k (R_k - R_{k-1}) P_k over the distinct score thresholds, highest
-  first (sklearn's `average_precision_score`; no interpolation): a
-  threshold-free summary of the precision-recall curve. NaN without positives.
-  """
+  """Average precision of the positive class (labels == 1) ranked by `scores`
+  (scikit-learn's `average_precision_score`); NaN without positives."""
+  from sklearn import metrics as sk_metrics  # pylint: disable=g-import-not-at-top
   scores = np.ravel(np.asarray(scores, np.float64))
   labels = np.ravel(np.asarray(labels))
   if where is not None:
     keep = np.ravel(np.asarray(where, bool))
     scores, labels = scores[keep], labels[keep]
-  positives = labels == 1
-  total = positives.sum()
-  if total == 0:
+  if not np.any(labels == 1):
     return float("nan")
-  order = np.argsort(-scores, kind="stable")
-  scores, positives = scores[order], positives[order]
-  last_of_threshold = np.r_[np.diff(scores) != 0, True]
-  tp = np.cumsum(positives)[last_of_threshold]
-  predicted = (np.nonzero(last_of_threshold)[0] + 1)
-  precision, recall = tp / predicted, tp / total
-  return float(np.sum(np.diff(np.r_[0.0, recall]) * precision))
+  return float(sk_metrics.average_precision_score(labels == 1, scores))
 
 
 def predict(spec: runs.TrainSpec, params, batches: Iterable[Mapping[str, Any]],

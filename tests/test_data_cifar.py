@@ -58,5 +58,8 @@ def test_cifar_batch_feeds_the_train_step_on_4_devices(mocked, tmp_path):
 
 
 def test_missing_cifar_says_what_to_run(tmp_path):
-  with pytest.raises(FileNotFoundError, match="tfds build cifar10 cifar100 --data_dir="):
+  with pytest.raises(FileNotFoundError, match="tfds build cifar10 cifar100 --data_dir=") as info:
     data_lib.make_classification_data("cifar", batch_size=8, data_dir=str(tmp_path))
+  # only what a user of the experiments can do: no flag sets `download=True`
+  assert "download=True" not in str(info.value)
+  assert f"rerun with --data_dir={tmp_path}" in str(info.value)

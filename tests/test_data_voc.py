@@ -2,6 +2,7 @@
 
 import io
 import os
+import re
 import tarfile
 
 import numpy as np
@@ -239,3 +240,112 @@ def test_missing_files_say_what_to_put_where(tmp_path):
     voc.load(str(tmp_path / "tfds"), str(empty))
   with pytest.raises(FileNotFoundError, match="The manual directory"):
     voc.load(str(tmp_path / "tfds2"), str(tmp_path / "nowhere"))
+
+
+# --- damaged and replaced archives ---------------------------------------------------
+
+
+def _voc_lists_first(manual_dir):
+  """Rewrites the VOC archive with the id lists first, as an archive cut short may keep them."""
+  path = os.path.join(manual_dir, voc.VOC_ARCHIVE)
+  with tarfile.open(path) as tar:
+    members = [(m, tar.extractfile(m).read()) for m in tar.getmembers()]
+  members.sort(key=lambda mc: "ImageSets" not in mc[0].name)
+  with tarfile.open(path, "w") as tar:
+    for member, content in members:
+      tar.addfile(member, io.BytesIO(content))
+  return path
+
+
+def _member_offset(archive, name):
+  with tarfile.open(archive) as tar:
+    return tar.getmember(name).offset
+
+
+def test_archive_cut_at_a_member_boundary_is_refused_then_replaced(tmp_path):
+  manual, extracted = str(tmp_path / "manual"), str(tmp_path / "extracted")
+  write_archives(manual)
+  archive = _voc_lists_first(manual)
+  with open(archive, "rb") as f:
+    complete = f.read()
+  cut = _member_offset(archive, f"{VOC_DIR}/JPEGImages/2008_000004.jpg")
+  with open(archive, "wb") as f:
+    f.write(complete[:cut])
+  with pytest.raises(ValueError,  # voc.DamagedArchiveError
+                     match=rf"{re.escape(archive)} is damaged or incomplete .*end-of-archive "
+                     "marker.*Download the official archive again") as info:
+    voc.locate(manual, extracted)
+  assert isinstance(info.value, voc.DamagedArchiveError)
+  assert not os.path.isdir(extracted) or not os.listdir(extracted)  # nothing to reuse
+  with open(archive, "wb") as f:  # the user downloads it again
+    f.write(complete)
+  voc_root, _, _ = voc.locate(manual, extracted)
+  assert os.path.exists(os.path.join(voc_root, "JPEGImages", "2008_000004.jpg"))
+
+
+def test_replaced_archive_is_extracted_again(tmp_path):
+  manual, extracted = str(tmp_path / "manual"), str(tmp_path / "extracted")
+  write_archives(manual)
+  archive = os.path.join(manual, voc.VOC_ARCHIVE)
+  with tarfile.open(archive) as tar:  # a complete archive, but of other files
+    members = [(m, tar.extractfile(m).read()) for m in tar.getmembers()
+               if "2008_000004" not in m.name]
+  os.rename(archive, archive + ".full")
+  _tar(archive, [(m.name, content) for m, content in members])
+  voc_root, _, _ = voc.locate(manual, extracted)
+  image = os.path.join(voc_root, "JPEGImages", "2008_000004.jpg")
+  assert not os.path.exists(image)
+  assert voc.locate(manual, extracted)[0] == voc_root  # the same archive: reused
+  os.replace(archive + ".full", archive)
+  voc_root, _, _ = voc.locate(manual, extracted)
+  assert os.path.exists(image)
+
+
+@pytest.mark.parametrize("damage", ["garbage", "cut_inside_a_member", "gzip_cut_at_the_end"])
+def test_damaged_archives_name_the_archive_and_the_fix(tmp_path, damage):
+  manual, extracted = str(tmp_path / "manual"), str(tmp_path / "extracted")
+  write_archives(manual)
+  name = voc.SBD_ARCHIVE if damage.startswith("gzip") else voc.VOC_ARCHIVE
+  archive = os.path.join(manual, name)
+  with open(archive, "rb") as f:
+    content = f.read()
+  if damage == "garbage":
+    content = np.random.default_rng(0).integers(0, 256, 20000, np.uint8).tobytes()
+  elif damage == "cut_inside_a_member":
+    content = content[:_member_offset(archive, f"{VOC_DIR}/JPEGImages/2008_000004.jpg") + 700]
+  else:  # the gzip stream lacks its last bytes (CRC and length)
+    content = content[:-4]
+  with open(archive, "wb") as f:
+    f.write(content)
+  with pytest.raises(ValueError, match=rf"{re.escape(archive)} is damaged or incomplete") as e:
+    voc.locate(manual, extracted)
+  assert isinstance(e.value, voc.DamagedArchiveError)
+  assert "Download the official archive again" in str(e.value)
+  left = os.listdir(extracted) if os.path.isdir(extracted) else []
+  assert not [n for n in left if n.startswith(name.split(".")[0])]  # nothing left behind
+
+
+def test_extraction_without_tarfile_filters(tmp_path, monkeypatch):
+  # Python < 3.10.12 (and 3.11.0-3.11.3) has no `filter=`; the member checks still apply.
+  monkeypatch.setattr(voc, "_HAS_DATA_FILTER", False, raising=False)
+  manual = str(tmp_path / "manual")
+  write_archives(manual)
+  voc_root, sbd_root, _ = voc.locate(manual, str(tmp_path / "extracted"))
+  assert os.path.exists(os.path.join(voc_root, "JPEGImages", "2008_000004.jpg"))
+  assert os.path.exists(os.path.join(sbd_root, "cls", "2008_000006.mat"))
+  link = tarfile.TarInfo("ok/hardlink")  # hard link names are relative to the archive root
+  link.type, link.linkname = tarfile.LNKTYPE, "../evil.txt"
+  archive = str(tmp_path / "link.tar")
+  _tar(archive, [("ok/file.txt", b"fine"), (link, None)])
+  with pytest.raises(voc.UnsafeArchiveError, match="points outside"):
+    voc.safe_extract(archive, str(tmp_path / "out"))
+  assert not os.path.exists(tmp_path / "out")
+  assert hasattr(voc, "_HAS_DATA_FILTER")  # the fallback above was the one exercised
+
+
+def test_missing_manual_directory_message(tmp_path):
+  with pytest.raises(FileNotFoundError) as info:
+    voc.locate(str(tmp_path / "nowhere"), str(tmp_path / "extracted"))
+  message = str(info.value).splitlines()[0]
+  assert message.startswith(f"The manual directory '{tmp_path / 'nowhere'}' does not exist")
+  assert "--manual_dir" in message

@@ -1,16 +1,14 @@
-"""The classification experiments (§5.1): Figs. 3-5 and Table 1, end to end in smoke size.
+"""The classification experiments (§5.1): Figs. 3-5 and Table 1, in-process at the smoke scale.
 
-The experiment programs run as subprocesses (each defines the common absl
-flags at import), on a temporary data dir and compilation cache. The pieces
-they are made of are checked against independent facts here: the marker
-sizes of Figs. 3-4 against analytic derivatives, the 50%(R+N) subsample, and
-the multiclass PU losses through `jaxpu.train.make_loss_fn`.
+`experiments.moons.run` and `experiments.cifar_pu.run` are called with their
+smoke configs (the command line is tested in test_cli.py). The pieces they
+are made of are checked against independent facts here: the marker sizes of
+Figs. 3-4 against analytic derivatives, the 50%(R+N) subsample, and the
+multiclass PU losses through `jaxpu.train.make_loss_fn`.
 """
 
 import json
 import os
-import subprocess
-import sys
 
 import jax
 import jax.numpy as jnp
@@ -18,38 +16,36 @@ import numpy as np
 from PIL import Image
 import pytest
 
+from experiments import cifar_pu
+from experiments import moons
+from experiments.configs import cifar_pu as cifar_pu_config
+from experiments.configs import moons as moons_config
 from jaxpu import experiment
 from jaxpu import losses
 from jaxpu import plots
 from jaxpu import report
 from jaxpu import train as train_lib
+from jaxpu.thesis import paper
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
-
-def _run(module, tmp_path, *args):
-  env = dict(os.environ, JAXPU_DATA_DIR=str(tmp_path / "data"),
-             JAXPU_COMPILATION_CACHE=str(tmp_path / "xla"))
-  workdir = tmp_path / module
-  result = subprocess.run(
-      [sys.executable, "-m", f"experiments.{module}", "--scale=smoke", f"--workdir={workdir}",
-       *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
-  assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
+def _run(module, config, workdir, capsys):
+  cells = module.run(config, str(workdir))
   records = json.loads((workdir / "results.json").read_text())
   markdown = (workdir / "results.md").read_text()
-  assert markdown in result.stdout  # The table is printed at the end.
-  return workdir, records, markdown
+  assert markdown in capsys.readouterr().out  # The table is printed at the end.
+  assert len(cells) == len(records)
+  return records, markdown
 
 
-def _check_records(records, flags_expected):
+def _check_records(records, config_expected):
   for record in records:
-    assert set(record) >= {"table", "row", "column", "mean", "std", "n", "values", "flags"}
+    assert set(record) >= {"table", "row", "column", "mean", "std", "n", "values", "config"}
     assert record["n"] == len(record["values"]) >= 1
     assert np.isclose(record["mean"], np.mean(record["values"]))
     assert np.isclose(record["std"], np.std(record["values"]))
     assert all(0. <= v <= 1. for v in record["values"])
-    for key, value in flags_expected.items():
-      assert record["flags"][key] == value, key
+    for key, value in config_expected.items():
+      assert record["config"][key] == value, key
 
 
 def _png_size(path):
@@ -58,9 +54,14 @@ def _png_size(path):
     return image.size
 
 
-def test_moons_end_to_end(tmp_path):
-  workdir, records, markdown = _run("moons", tmp_path, "--repeats=2")
+def test_moons_end_to_end(tmp_path, capsys):
+  config = moons_config.get_config("smoke")
+  config.repeats = 2
+  workdir = tmp_path / "moons"
+  records, markdown = _run(moons, config, workdir, capsys)
   _check_records(records, {"scale": "smoke", "repeats": 2, "dataset": "moons"})
+  stored = json.loads((workdir / "config.json").read_text())
+  assert stored == experiment.config_dict(config)
   rows = [("true", "Logistic"), ("50% unlabelled", "Logistic"),
           ("50% unlabelled", "WeightedLogistic(1, 0.5)"), ("50% unlabelled", "Sigmoid")]
   cells = {(tuple(r["row"]), r["column"]): r for r in records}
@@ -85,13 +86,31 @@ def test_moons_end_to_end(tmp_path):
       assert (run / "done.json").exists() and (run / "checkpoints").is_dir()
       assert any(f.startswith("events.out.tfevents") for f in os.listdir(run))
 
+  # Run again: every run is reused (same values); a changed setting is refused by name.
+  again = moons.run(config, str(workdir))
+  assert [c.values for c in again] == [r["values"] for r in records]
+  changed = moons_config.get_config("smoke")
+  changed.repeats, changed.learning_rate = 2, 0.01
+  with pytest.raises(ValueError, match=r"learning_rate: 0\.03 \(in the workdir\) → 0\.01"):
+    moons.run(changed, str(workdir))
 
-def test_cifar_pu_end_to_end(tmp_path):
+
+def test_moons_rejects_bad_settings_before_any_work(tmp_path):
+  config = moons_config.get_config("smoke")
+  config.steps = -3
+  with pytest.raises(ValueError, match=r"--config\.steps=-3: must be a positive integer"):
+    moons.run(config, str(tmp_path / "w"))
+  assert not (tmp_path / "w").exists()  # Nothing written, no run folder claimed.
+
+
+def test_cifar_pu_end_to_end(tmp_path, capsys):
   # Rows that exercise a two-stage run, the nnPU prior and Fig. 5 (whose runs
   # at 0.5 are Table 1's and are reused, not retrained).
-  workdir, records, markdown = _run(
-      "cifar_pu", tmp_path, "--rows=ClassWeighted,SoftmaxLoss,BootstrapHard,nnPU",
-      "--fig5", "--fractions=0.5", f"--data_dir={tmp_path / 'data'}")
+  config = cifar_pu_config.get_config("smoke")
+  config.rows = ("ClassWeighted", "SoftmaxLoss", "BootstrapHard", "nnPU")
+  config.fig5, config.fractions = True, (0.5,)
+  workdir = tmp_path / "cifar_pu"
+  records, markdown = _run(cifar_pu, config, workdir, capsys)
   _check_records(records, {"scale": "smoke", "dataset": "synthetic", "fig5": True})
   table1 = {tuple(r["row"]) for r in records if r["table"] == "table1"}
   assert table1 == {("50%R+U", "ClassWeighted"), ("50%R+U", "SoftmaxLoss"),
@@ -119,9 +138,26 @@ def test_cifar_pu_end_to_end(tmp_path):
   assert spec["spec"]["first_loss"] == "weighted_softmax_cross_entropy"
   assert spec["spec"]["loss"] == "softmax_bootstrap_hard"
   assert 0 < spec["spec"]["first_loss_steps"] < spec["spec"]["steps"]
+  assert spec["data"]["dataset"] == "synthetic"
+  assert spec["data"]["corruption"] == "pu_labels:0.5"
   nnpu = json.loads((runs / experiment.slug("50%R+U", "nnPU", 0) / "spec.json").read_text())
   prior = dict(nnpu["spec"]["loss_kwargs"])["prior"]
   assert 0.1 < prior < 0.6  # About 1/3: half of the relevant half labelled.
+
+
+def test_cifar_pu_validates_rows_and_fractions(tmp_path):
+  config = cifar_pu_config.get_config("smoke")
+  config.rows = ("SoftmaxLoss", "Nope")
+  with pytest.raises(ValueError, match=r"--config\.rows=.*unknown \['Nope'\]"):
+    cifar_pu.run(config, str(tmp_path / "a"))
+  config = cifar_pu_config.get_config("smoke")
+  config.fig5, config.fractions = True, (0.5, 1.5)
+  with pytest.raises(ValueError, match=r"--config\.fractions=.*\(0, 1\)"):
+    cifar_pu.run(config, str(tmp_path / "b"))
+  config = cifar_pu_config.get_config("smoke")
+  config.generalized = (1.0, 0.5, -1.0)
+  with pytest.raises(ValueError, match=r"--config\.generalized"):
+    cifar_pu.run(config, str(tmp_path / "c"))
 
 
 def test_loss_marker_sizes_match_analytic_derivatives():
@@ -185,7 +221,7 @@ def test_multiclass_pu_losses_train_through_make_loss_fn():
 def test_table1_layout_from_the_paper_numbers():
   cells = [report.Cell("table1", ("50%R+U", "nnPU"), "mean F1", [0.5, 0.7]),
            report.Cell("table1", ("R+N", "CrossEntropy"), "acc.", [0.9])]
-  md = report.format_table(report.paper_spec("table1"), cells, report.paper_cells("table1"))
+  md = report.format_table(paper.paper_spec("table1"), cells, paper.paper_cells("table1"))
   lines = md.splitlines()
   assert lines[2] == "| annotation | loss | acc. | mean prec. | mean rec. | mean F1 |"
   assert lines[4] == ("| R+N | CrossEntropy | 0.90 (paper: 0.87) | – (paper: 0.88) "

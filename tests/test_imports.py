@@ -1,24 +1,70 @@
-"""The pure-math layer is usable from plain JAX code, without TensorFlow."""
+"""Layering: the pure-math and training layers need no TensorFlow, the data layer no training.
+
+Each check imports in a fresh interpreter: pytest's own process may already
+hold every module.
+"""
 
 import os
 import subprocess
 import sys
 
+import pytest
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def test_losses_and_metrics_do_not_import_tensorflow():
-  code = ("import sys\n"
-          "import jaxpu.losses, jaxpu.metrics\n"
-          "assert callable(jaxpu.losses.sigmoid_negative)\n"
-          "assert callable(jaxpu.metrics.confusion_matrix)\n"
-          "leaked = sorted(m for m in sys.modules if m.split('.')[0] in "
-          "('tensorflow', 'tensorflow_datasets', 'flax', 'optax', 'matplotlib'))\n"
-          "print(leaked)\n"
-          "assert 'tensorflow' not in sys.modules, leaked\n"
-          "assert not leaked, leaked\n")
-  # A fresh interpreter: pytest's own process may already hold TensorFlow.
+def _loaded_after(imports: str, roots: tuple[str, ...]) -> list[str]:
+  """Modules under `roots` (top-level names or dotted prefixes) loaded by `imports`."""
+  code = (f"import sys\n{imports}\n"
+          f"roots = {roots!r}\n"
+          "print(sorted(m for m in sys.modules if any(m == r or m.startswith(r + '.') "
+          "for r in roots)))\n")
   result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True,
-                          text=True, timeout=120)
+                          text=True, timeout=300)
   assert result.returncode == 0, result.stdout + result.stderr
-  assert result.stdout.strip() == "[]"
+  return eval(result.stdout.strip().splitlines()[-1])  # pylint: disable=eval-used
+
+
+def test_losses_and_metrics_do_not_import_tensorflow():
+  leaked = _loaded_after(
+      "import jaxpu.losses, jaxpu.metrics\n"
+      "assert callable(jaxpu.losses.sigmoid_negative)\n"
+      "assert callable(jaxpu.metrics.confusion_matrix)",
+      ("tensorflow", "tensorflow_datasets", "flax", "optax", "matplotlib"))
+  assert not leaked, leaked
+
+
+def test_parallel_imports_only_jax():
+  leaked = _loaded_after("import jaxpu.parallel",
+                         ("tensorflow", "flax", "optax", "orbax", "jaxpu.train"))
+  assert not leaked, leaked
+
+
+@pytest.mark.parametrize("module", ["jaxpu.models", "jaxpu.train", "jaxpu.checkpoint"])
+def test_library_imports_without_tensorflow(module):
+  leaked = _loaded_after(f"import {module}",
+                         ("tensorflow", "tensorflow_datasets", "matplotlib"))
+  assert not leaked, leaked
+
+
+def test_data_pipeline_does_not_import_training():
+  """Importing the pipeline, and delivering device batches (mesh, shardings), needs no
+  training module: those come from `jaxpu.parallel`."""
+  leaked = _loaded_after("import jaxpu.data.pipeline\n"
+                         "data = jaxpu.data.pipeline.make_classification_data('moons', "
+                         "batch_size=8)\n"
+                         "next(data.train_iter()), next(data.eval_iter())",
+                         ("jaxpu.train", "optax", "orbax"))
+  assert not leaked, leaked
+
+
+def test_train_package_keeps_its_names():
+  """`jaxpu.train` re-exports the names its modules and `jaxpu.parallel` define."""
+  from jaxpu import parallel, train  # pylint: disable=g-import-not-at-top
+  for name in ("make_mesh", "batch_sharding", "replicate", "shard_batch", "to_host", "AXIS"):
+    assert getattr(train, name) is getattr(parallel, name)
+  for name in ("make_optimizer", "make_schedule", "make_loss_fn", "LossSpec", "valid_mask",
+               "TrainState", "create_train_state", "train_step", "make_train_step",
+               "eval_step", "make_eval_step", "evaluate", "default_compiler_options",
+               "CPU_COMPILER_OPTIONS", "fit", "TrainingPreempted"):
+    assert hasattr(train, name), name

@@ -1,15 +1,12 @@
 """Fig. 2: the curve data (checked against analytic formulas) and the program."""
 
-import os
-import subprocess
-import sys
-
 import numpy as np
 from PIL import Image
+import pytest
 
+from experiments import loss_curves
+from experiments.configs import loss_curves as loss_curves_config
 from jaxpu import plots
-
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def sigmoid(x):
@@ -37,16 +34,17 @@ def test_loss_curves_match_analytic_derivatives():
   assert curves["weighted logistic - (α=1, β=0.5)"][1][-1] > 0.49
 
 
-def test_program_writes_png(tmp_path):
+def test_run_writes_png(tmp_path, capsys):
   workdir = tmp_path / "fig2"
-  result = subprocess.run(
-      [sys.executable, "-m", "experiments.loss_curves", f"--workdir={workdir}"],
-      cwd=REPO, capture_output=True, text=True, timeout=300)
-  assert result.returncode == 0, result.stdout + result.stderr
+  config = loss_curves_config.get_config()
+  assert loss_curves.run(config, str(workdir)) == []
   path = workdir / "loss_curves.png"
-  assert str(path) in result.stdout
+  assert str(path) in capsys.readouterr().out
   with Image.open(path) as image:
     assert image.format == "PNG"
     width, height = image.size
     assert width > 2 * height > 400  # Two panels side by side.
     image.verify()
+  config.logit_min = 6.0
+  with pytest.raises(ValueError, match=r"--config\.logit_min=6\.0: must be below logit_max"):
+    loss_curves.run(config, str(workdir))

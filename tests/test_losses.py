@@ -354,17 +354,20 @@ def test_equivalences():
       np.testing.assert_allclose(grad[:, 0], -grad_ref, rtol=1e-4, atol=1e-6, err_msg=name)
 
 
-def test_broadcasting_like_optax():
+def test_no_implicit_broadcasting_like_optax_check_shapes_equal():
+  """Shapes must match (tests/test_losses_checks.py); broadcast explicitly."""
   f = F_RANDOM[:4]                                   # [4]
   y = Y_RANDOM[:2, None]                             # [2, 1]
-  out = losses.sigmoid_negative(f, y)
+  with pytest.raises(ValueError, match=r"logits \(4,\) and labels \(2, 1\)"):
+    losses.sigmoid_negative(f, y)
+  out = losses.sigmoid_negative(np.broadcast_to(f, (2, 4)), np.broadcast_to(y, (2, 4)))
   assert out.shape == (2, 4)
-  np.testing.assert_allclose(out, losses.sigmoid_negative(
-      np.broadcast_to(f, (2, 4)), np.broadcast_to(y, (2, 4))))
-  out = losses.softmax_negative(LOGITS8[0], LABELS8)  # [3] vs [8]
+  np.testing.assert_allclose(out[1], losses.sigmoid_negative(f, np.full(4, y[1, 0])))
+  with pytest.raises(ValueError, match=r"logits \(3,\) and labels \(8,\)"):
+    losses.softmax_negative(LOGITS8[0], LABELS8)  # [3] vs [8]
+  out = losses.softmax_negative(np.broadcast_to(LOGITS8[0], (8, 3)), LABELS8)
   assert out.shape == (8,)
-  np.testing.assert_allclose(out, losses.softmax_negative(
-      np.broadcast_to(LOGITS8[0], (8, 3)), LABELS8))
+  np.testing.assert_allclose(out[2], losses.softmax_negative(LOGITS8[0], LABELS8[2]))
 
 
 # ----------------------------------------------------------------------------

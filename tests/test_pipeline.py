@@ -217,3 +217,36 @@ def test_classification_view_of_the_synthetic_data(data_dir):
 def test_segmentation_batch_feeds_the_train_step_on_4_devices(data_dir):
   data = _seg(data_dir, batch_size=4, fold=1, task="binary")
   run_train_step(data, "fcn_small", loss="logistic", width=0.25)
+
+
+def test_caffe_preprocessing_of_a_hand_made_image():
+  from jaxpu.data import batching  # pylint: disable=g-import-not-at-top
+  rgb = np.array([[[[200, 100, 50], [0, 255, 10]]]], np.uint8)  # [1, 1, 2, 3]
+  mean_bgr = np.array([104.00699, 116.66877, 122.67892])  # the FCN reference's B, G, R
+  caffe = batching.preprocess(rgb, "caffe", batching.CAFFE_MEAN_BGR, (1., 1., 1.)).numpy()
+  expected = np.array([[[[50, 100, 200], [10, 255, 0]]]]) - mean_bgr  # BGR, 0-255
+  np.testing.assert_allclose(caffe, expected, atol=1e-4)
+  mean, std = (0.5, 0.4, 0.3), (0.2, 0.25, 0.5)
+  standard = batching.preprocess(rgb, "standardize", mean, std).numpy()
+  np.testing.assert_allclose(standard, (rgb / 255 - np.array(mean)) / np.array(std), atol=1e-6)
+  for name, image, m, s in (("caffe", caffe, batching.CAFFE_MEAN_BGR, (1., 1., 1.)),
+                            ("standardize", standard, mean, std)):
+    np.testing.assert_allclose(batching.unpreprocess(image, name, m, s), rgb / 255, atol=1e-6)
+  with pytest.raises(ValueError, match="'bgr'.*'standardize', 'caffe'"):
+    batching.preprocess(rgb, "bgr", mean, std)
+
+
+def test_caffe_preprocessing_of_the_batches(data_dir, plain):
+  data = _seg(data_dir, as_numpy=True, preprocessing="caffe")
+  assert data.preprocessing == "caffe" and plain.preprocessing == "standardize"
+  assert data.mean == (104.00699, 116.66877, 122.67892) and data.std == (1., 1., 1.)
+  builder = synthetic.load(TINY, data_dir)
+  raw = list(builder.as_dataset(split="test", shuffle_files=False).as_numpy_iterator())
+  batch, plain_batch = next(data.eval_iter()), next(plain.eval_iter())
+  expected = raw[0]["image"][..., ::-1].astype(np.float64) - np.array(data.mean)
+  np.testing.assert_allclose(batch["image"][0], expected, atol=1e-4)
+  np.testing.assert_allclose(data.unpreprocess(batch["image"][0]), raw[0]["image"] / 255,
+                             atol=1e-6)
+  np.testing.assert_array_equal(batch["label"], plain_batch["label"])
+  with pytest.raises(ValueError, match="Unknown preprocessing 'imagenet'"):
+    _seg(data_dir, preprocessing="imagenet")

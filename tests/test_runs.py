@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 
 import jax
 import numpy as np
@@ -77,23 +78,84 @@ def test_finished_run_is_reused_not_retrained(tmp_path, monkeypatch):
   np.testing.assert_array_equal(again.last()[-1], first.last()[-1])
 
 
-def test_folder_of_another_run_is_refused(tmp_path):
+def test_folder_of_another_run_is_refused_naming_each_field(tmp_path):
   _train(_spec(steps=20), tmp_path / "a")
-  with pytest.raises(ValueError, match=r"other settings \(spec differ\).*delete"):
+  with pytest.raises(ValueError, match=r"spec\.learning_rate: 0\.05 \(in the folder\) -> 0\.01 "
+                                       r"\(now\)(.|\n)*delete"):
     _train(_spec(steps=20, learning_rate=0.01), tmp_path / "a")
 
 
-def test_interrupted_run_resumes_to_the_same_result(tmp_path):
+def test_folder_is_never_reused_for_other_data(tmp_path):
+  """Problem 1 of the reliability issue: the data is part of a run's identity."""
+  synthetic = {"dataset": "synthetic", "options": {"fold": 1}, "train_examples": 256}
+  voc = {"dataset": "voc", "options": {"fold": 1}, "train_examples": 256}
+  _train(_spec(steps=20), tmp_path / "a", data_identity=synthetic)
+  again = _train(_spec(steps=20), tmp_path / "a", data_identity=synthetic)  # reused
+  assert sorted(again.snapshots) == [10, 20]
+  with pytest.raises(ValueError, match=r'data\.dataset: "synthetic" \(in the folder\) -> '
+                                       r'"voc" \(now\)'):
+    _train(_spec(steps=20), tmp_path / "a", data_identity=voc)
+
+
+def test_run_that_failed_before_its_first_checkpoint_does_not_block(tmp_path, monkeypatch):
+  """Problem 5: a failed run's spec.json must not refuse the corrected command."""
+  def boom(*args, **kwargs):
+    raise RuntimeError("failed before the first checkpoint")
+  monkeypatch.setattr(train_lib, "fit", boom)
+  with pytest.raises(RuntimeError):
+    _train(_spec(steps=20, learning_rate=0.5), tmp_path / "a")
+  monkeypatch.undo()
+  result = _train(_spec(steps=20), tmp_path / "a")  # other settings: accepted
+  assert sorted(result.snapshots) == [10, 20]
+
+
+def test_spec_settings_are_checked_when_built():
+  """Problem 5: bad step counts fail at once, naming the setting."""
+  with pytest.raises(ValueError, match=r"TrainSpec\.steps must be a positive int, got -3"):
+    _spec(steps=-3)
+  with pytest.raises(ValueError, match=r"TrainSpec\.checkpoint_every"):
+    _spec(checkpoint_every=0)
+  with pytest.raises(ValueError, match=r"TrainSpec\.learning_rate must be > 0"):
+    _spec(learning_rate=float("nan"))
+  with pytest.raises(ValueError, match=r"warmup_steps \(60\) must be below steps"):
+    _spec(schedule="cosine", warmup_steps=60)
+
+
+def test_cut_last_snapshot_line_is_skipped_with_a_warning(tmp_path, caplog):
+  """Problem 7: one cut last line (an interrupted write) must not break every later run."""
+  _train(_spec(steps=20), tmp_path / "a")
+  path = tmp_path / "a" / "snapshots.jsonl"
+  text = path.read_text()
+  path.write_text(text + text.splitlines()[0][:25])  # a partial third line
+  again = _train(_spec(steps=20), tmp_path / "a")
+  assert sorted(again.snapshots) == [10, 20]
+  assert str(path) in caplog.text and "cut last line" in caplog.text
+  path.write_text("{broken\n" + text)  # a damaged line elsewhere names the file
+  with pytest.raises(ValueError, match=r"snapshots\.jsonl: line 1 is not valid JSON"):
+    runs.read_jsonl(str(path))
+
+
+def test_interrupted_run_resumes_and_reevaluates_to_the_same_result(tmp_path):
   full = _train(_spec(steps=40), tmp_path / "full")
-  # An interrupted run: 20 of 40 steps done, no done.json yet.
+  # An interrupted run: 20 of 40 steps done, no done.json yet. Its stale
+  # snapshots of steps 30 and 40 are poisoned: the resumed run must evaluate
+  # those steps again (snapshots are cut back to the checkpoint it resumes from).
   partial_dir = tmp_path / "partial"
   _train(_spec(steps=40), partial_dir)
   os.remove(partial_dir / "done.json")
   for step in ("30", "40"):
-    import shutil
     shutil.rmtree(partial_dir / "checkpoints" / step)
+  snapshots = partial_dir / "snapshots.jsonl"
+  lines = [json.loads(line) for line in snapshots.read_text().splitlines()]
+  for entry in lines:
+    if entry["step"] > 20:
+      entry["confusion_matrix"] = [[0, 0], [0, 0]]
+  snapshots.write_text("".join(json.dumps(e) + "\n" for e in lines))
   resumed = _train(_spec(steps=40), partial_dir)
   np.testing.assert_array_equal(resumed.snapshots[40], full.snapshots[40])
+  np.testing.assert_array_equal(resumed.snapshots[30], full.snapshots[30])
+  steps = [json.loads(line)["step"] for line in snapshots.read_text().splitlines()]
+  assert steps == [10, 20, 30, 40]  # one line per step, no duplicates
   for a, b in zip(jax.tree.leaves(resumed.params()), jax.tree.leaves(full.params())):
     np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-6)
 
@@ -109,7 +171,7 @@ def test_init_from_transfers_the_encoder_only(tmp_path):
   assert not all(np.allclose(a, b) for a, b in
                  zip(jax.tree.leaves(src["head"]), jax.tree.leaves(dst["head"])))
   identity = json.loads((tmp_path / "dst" / "spec.json").read_text())
-  assert identity["init_from"] == os.path.abspath(source.run_dir)
+  assert identity["init_from"] == os.path.realpath(source.run_dir)
 
 
 def test_two_stage_loss_switches_after_first_stage(tmp_path):
@@ -120,6 +182,13 @@ def test_two_stage_loss_switches_after_first_stage(tmp_path):
   assert sorted(result.snapshots) == [10, 20, 30, 40]
   with pytest.raises(ValueError, match="first_loss_steps"):
     _spec(first_loss="logistic", first_loss_steps=60)
+
+
+def test_steps_for_epochs():
+  assert runs.steps_for_epochs(10, 25) == 250
+  assert runs.steps_for_epochs(0.01, 25) == 1
+  with pytest.raises(ValueError, match="epochs must be > 0"):
+    runs.steps_for_epochs(0, 25)
 
 
 def test_binary_segmentation_scores():

@@ -3,9 +3,10 @@
 The thesis' composition: CIFAR-10's ten classes are the relevant classes
 1..10 (CIFAR-10 label + 1) and every CIFAR-100 image is the non-relevant
 class 0, 11 classes in all. Both come from TFDS (`cifar10`, `cifar100`),
-prepared in the data dir (`tfds build cifar10 cifar100 --data_dir=...` on a
-machine with network access; or `download=True`). Missing data raises at once
-with that instruction instead of trying the network.
+prepared in the data dir (`tfds build cifar10 cifar100 --data_dir=DIR` on a
+machine with network access, then `--data_dir=DIR` for the experiments; from
+Python, `download=True` lets TFDS do it). Missing data raises at once with
+that instruction instead of trying the network.
 
 Examples: `id` (int64: a fingerprint of "cifar10/<tfds id>" or
 "cifar100/<tfds id>", stable across runs and hosts), `image` (uint8
@@ -33,8 +34,9 @@ def _read(name: str, split: str, data_dir: str, download: bool) -> tf.data.Datas
   except AssertionError as e:  # TFDS: "could not find data in ..."
     raise FileNotFoundError(
         f"TFDS dataset {name!r} is not prepared in the data dir {data_dir!r}. Run "
-        f"`tfds build cifar10 cifar100 --data_dir={data_dir}` on a machine with network "
-        "access (or pass download=True), then pass that data dir.") from e
+        f"`tfds build cifar10 cifar100 --data_dir={data_dir}` (needs network access; on "
+        "another machine, copy that folder here afterwards), then rerun with "
+        f"--data_dir={data_dir}.") from e
 
 
 def classification_examples(split: str, *, data_dir: str | None = None,

@@ -13,11 +13,11 @@ Entry points (re-exported by `jaxpu.data`):
 Both return a `Data`: `train_iter(start_step=0)` (endless) and `eval_iter()`
 (one pass) yield dicts `{"image", "label"}` (plus `"true_label"` with
 `with_true_label=True`) of device-sharded global `jax.Array`s (batch axis on
-the mesh axis "batch", `jax.make_array_from_process_local_data`), or NumPy
-with `as_numpy=True`; and metadata: `num_classes` (label values, background
+the mesh axis "batch", `jaxpu.parallel.shard_batch`), or NumPy with
+`as_numpy=True`; and metadata: `num_classes` (label values, background
 included: 2 for a binary task, whose model has 1 output), `class_names`,
 `image_shape`, `steps_per_epoch`, `num_train_examples`, `num_eval_examples`,
-`mean`/`std` (the normalisation).
+`preprocessing` and `mean`/`std` (the normalisation).
 
 Per split, every host (`jax.process_index()`) reads its part
 (`tfds.even_splits`) → decodes → (VOC: ×`downsample`, pad to `image_size`
@@ -25,19 +25,17 @@ with void labels) → selects (single-object images; the fold's images) →
 corrupts (training split only; `jaxpu.data.noise`, keyed on the stable
 example id) → maps labels to the task → holds the result in memory as uint8
 tensors (the small datasets here fit; this is `ds.cache()` with random
-access). Batches then come from tf.data: gather by index, flip (optional),
-normalise (`(image/255 - mean) / std`), prefetch; TensorFlow runs on the CPU.
-Feature datasets (moons, 800 points) skip the per-batch host work: their
-training set sits on the devices and each step is one jitted gather of the
-same indices (an MLP step is faster than any host-side batch delivery).
+access). Batches then come from tf.data (`jaxpu.data.batching`): gather by
+index, flip (optional), preprocess (`(image/255 - mean) / std`, or Caffe's
+BGR 0-255 minus the mean with `preprocessing="caffe"`), prefetch; TensorFlow
+runs on the CPU. Feature datasets (moons, 800 points) skip the per-batch host
+work: their training set sits on the devices and each step is one jitted
+gather of the same indices (an MLP step is faster than any host-side batch
+delivery).
 
-Exact resume: the iterator state is a function of the step number. Epoch e
-visits `stateless_shuffle(range(N), key(seed, e))`, cut to `steps_per_epoch
-= N // local batch` full batches (the remainder is left out that epoch), and
-flips position p of epoch e iff `stateless_uniform(key'(seed, e))[p] < 0.5`.
-So `train_iter(k)` starts at epoch `k // steps_per_epoch`, skips `k %
-steps_per_epoch` batches, and yields exactly the batches k, k+1, ... of
-`train_iter(0)`. The example order read from TFDS is fixed
+Exact resume: `train_iter(k)` yields exactly the batches k, k+1, ... of
+`train_iter(0)` (the epoch order is a function of the seed and the epoch,
+`jaxpu.data.batching`). The example order read from TFDS is fixed
 (`shuffle_files=False`), and labels are corrupted per example id, so the
 same arguments give the same batches in every run.
 
@@ -67,16 +65,20 @@ from __future__ import annotations
 
 import collections
 import math
-import zlib
-from typing import Callable, Iterator, Sequence
+from typing import Callable, Sequence
 
 import jax
 import numpy as np
 
+from jaxpu import parallel
 from jaxpu.data._tf import tf  # hides the GPUs from TensorFlow before any TF work
 from jaxpu.data import classes
 from jaxpu.data import noise
 from jaxpu.data import synthetic
+from jaxpu.data.batching import CAFFE_MEAN_BGR
+from jaxpu.data.batching import PREPROCESSINGS
+from jaxpu.data.batching import Data
+from jaxpu.data.batching import check_preprocessing
 
 SEGMENTATION_DATASETS = ("synthetic", "voc")
 CLASSIFICATION_DATASETS = ("synthetic", "cifar", "digits", "moons")
@@ -89,8 +91,6 @@ SYNTHETIC_STD = (0.21, 0.21, 0.21)  # measured over the drawn images
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 VOC_MAX_SIDE = 500
-_SHUFFLE_SALT = zlib.crc32(b"shuffle")
-_FLIP_SALT = zlib.crc32(b"flip")
 
 
 # ----------------------------------------------------------------------------
@@ -213,216 +213,6 @@ def _materialise(ds: tf.data.Dataset) -> dict[str, np.ndarray]:
   return {k: np.concatenate(v) for k, v in parts.items()}
 
 
-# ----------------------------------------------------------------------------
-# Batching and delivery.
-# ----------------------------------------------------------------------------
-
-
-def _default_mesh():
-  from jaxpu import train
-  return train.make_mesh()
-
-
-def _local_batch(batch_size: int, mesh) -> int:
-  if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
-    raise ValueError(f"batch_size must be a positive int, got {batch_size!r}.")
-  devices = mesh.devices.size
-  if batch_size % devices:
-    raise ValueError(f"The global batch size {batch_size} is not divisible by the {devices} "
-                     f"devices of the mesh; use a multiple of {devices} (e.g. "
-                     f"{devices * max(1, round(batch_size / devices))}).")
-  return batch_size // jax.process_count()
-
-
-def _check_step(start_step) -> int:
-  if isinstance(start_step, bool) or not isinstance(start_step, (int, np.integer)) \
-      or start_step < 0:
-    raise ValueError(f"start_step must be a non-negative int, got {start_step!r}.")
-  return int(start_step)
-
-
-def _over_hosts(value: int, reduce=np.min) -> int:
-  if jax.process_count() == 1:
-    return int(value)
-  from jax.experimental import multihost_utils
-  return int(reduce(multihost_utils.process_allgather(np.asarray(value))))
-
-
-class _Batcher:
-  """Turns index batches into normalised batch dicts (runs inside tf.data).
-
-  `kind`: "segmentation" (flips move the label masks too), "classification"
-  (images), or "features" (moons: no scaling, no flips).
-  """
-
-  def __init__(self, arrays, kind, mean, std, augment):
-    self.tensors = {k: tf.constant(v) for k, v in arrays.items() if k != "id"}
-    self.kind, self.augment = kind, augment
-    self.mean = tf.constant(mean, tf.float32)
-    self.std = tf.constant(std, tf.float32)
-
-  def __call__(self, index, flip, valid=None):
-    batch = {k: tf.gather(v, index) for k, v in self.tensors.items()}
-    image = batch["image"]
-    if self.kind != "features":
-      image = (tf.cast(image, tf.float32) / 255.0 - self.mean) / self.std
-    out = {"image": image}
-    for key in ("label", "true_label"):
-      if key in batch:
-        label = tf.cast(batch[key], tf.int32)
-        if valid is not None:
-          mask = tf.reshape(valid, [-1] + [1] * (label.shape.rank - 1))
-          label = tf.where(mask, label, classes.VOID)
-        out[key] = label
-    if self.augment and self.kind != "features":
-      def flip_w(x):
-        shape = [-1] + [1] * (x.shape.rank - 1)
-        return tf.where(tf.reshape(flip, shape), tf.reverse(x, axis=[2]), x)
-      out["image"] = flip_w(out["image"])
-      for key in ("label", "true_label"):
-        if key in out and self.kind == "segmentation":
-          out[key] = flip_w(out[key])
-    return out
-
-
-def _deliver(ds: tf.data.Dataset, mesh, as_numpy: bool, device_prefetch: int = 2):
-  """NumPy batches of `ds`, as global device arrays unless `as_numpy`."""
-  batches = ds.as_numpy_iterator()
-  if as_numpy:
-    yield from batches
-    return
-  from jaxpu import train
-  sharding = train.batch_sharding(mesh)
-  queue = collections.deque()
-  for batch in batches:
-    queue.append({k: jax.make_array_from_process_local_data(sharding, v)
-                  for k, v in batch.items()})
-    if len(queue) > device_prefetch:
-      yield queue.popleft()
-  while queue:
-    yield queue.popleft()
-
-
-class Data:
-  """A prepared dataset: iterators plus metadata (see the module docstring).
-
-  Attributes:
-    name, task: the dataset and task.
-    num_classes: number of label values, background included.
-    class_names: one name per label value.
-    image_shape: shape of one `"image"` (`(H, W, 3)`, or `(2,)` for moons).
-    batch_size: the global batch size.
-    steps_per_epoch: full global batches per epoch of the training split.
-    num_train_examples, num_eval_examples: after selection, over all hosts.
-    mean, std: the per-channel normalisation of the images.
-  """
-
-  def __init__(self, *, name, task, kind, class_names, train, evaluation, batch_size,
-               eval_batch_size, seed, augment, mean, std, mesh, as_numpy):
-    self.name, self.task, self.kind = name, task, kind
-    self.class_names = tuple(class_names)
-    self.num_classes = len(self.class_names)
-    self.batch_size, self.eval_batch_size = batch_size, eval_batch_size
-    self.seed, self.augment = seed, augment
-    self.mean, self.std = tuple(mean), tuple(std)
-    self._mesh, self._as_numpy = mesh, as_numpy
-    self._local_batch = _local_batch(batch_size, mesh)
-    self._local_eval_batch = _local_batch(eval_batch_size, mesh)
-    self._train, self._eval = train, evaluation
-    local_train = len(train["id"]) if train else 0
-    local_eval = len(evaluation["id"]) if evaluation else 0
-    if local_train == 0:
-      raise ValueError(f"{name}: the training split is empty after selection "
-                       "(check fold/phase/single_object).")
-    self.num_train_examples = _over_hosts(local_train, np.sum)
-    self.num_eval_examples = _over_hosts(local_eval, np.sum)
-    self.steps_per_epoch = _over_hosts(local_train) // self._local_batch
-    if self.steps_per_epoch == 0:
-      raise ValueError(f"{name}: batch size {batch_size} exceeds the "
-                       f"{self.num_train_examples} training examples; use a smaller batch.")
-    self.num_eval_batches = math.ceil(_over_hosts(local_eval, np.max) / self._local_eval_batch)
-    self.image_shape = tuple(train["image"].shape[1:])
-    self._resident = None
-
-  def __repr__(self):
-    return (f"Data({self.name!r}, task={self.task!r}, num_classes={self.num_classes}, "
-            f"image_shape={self.image_shape}, batch_size={self.batch_size}, "
-            f"steps_per_epoch={self.steps_per_epoch}, train={self.num_train_examples}, "
-            f"eval={self.num_eval_examples})")
-
-  def epoch_order(self, epoch):
-    """(positions [steps, batch], flips [steps, batch]) of this host's epoch `epoch`."""
-    n = len(self._train["id"])
-    steps, batch = self.steps_per_epoch, self._local_batch
-    epoch = tf.cast(epoch, tf.int64)
-    key = tf.random.experimental.stateless_fold_in(
-        tf.constant([self.seed, _SHUFFLE_SALT], tf.int64), epoch, alg="philox")
-    order = tf.random.experimental.stateless_shuffle(tf.range(n, dtype=tf.int64), key,
-                                                     alg="philox")[:steps * batch]
-    flip_key = tf.random.experimental.stateless_fold_in(
-        tf.constant([self.seed, _FLIP_SALT], tf.int64), epoch, alg="philox")
-    flips = tf.random.stateless_uniform([steps * batch], flip_key, alg="philox") < 0.5
-    return tf.reshape(order, [steps, batch]), tf.reshape(flips, [steps, batch])
-
-  def train_dataset(self, start_step: int = 0) -> tf.data.Dataset:
-    """The tf.data pipeline of this host's training batches from `start_step`."""
-    first_epoch, skip = divmod(_check_step(start_step), self.steps_per_epoch)
-    batcher = _Batcher(self._train, self.kind, self.mean, self.std, self.augment)
-    ds = tf.data.Dataset.range(first_epoch, 2 ** 62).flat_map(
-        lambda e: tf.data.Dataset.from_tensor_slices(self.epoch_order(e))).skip(skip)
-    ds = ds.map(batcher, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-    return ds.prefetch(tf.data.AUTOTUNE)
-
-  def _resident_batches(self, start_step: int) -> Iterator[dict]:
-    """Feature datasets (moons): the training set lives on the devices and each
-    step is one jitted gather, the same batches as `train_dataset` (whose
-    per-batch host overhead would exceed an MLP step)."""
-    from jaxpu import train
-    if self._resident is None:
-      keys = [k for k in ("image", "label", "true_label") if k in self._train]
-      replicated = jax.sharding.NamedSharding(self._mesh, jax.sharding.PartitionSpec())
-      data = {k: jax.device_put(self._train[k].astype(
-          np.float32 if k == "image" else np.int32), replicated) for k in keys}
-      gather = jax.jit(lambda d, i: {k: v[i] for k, v in d.items()},
-                       out_shardings=train.batch_sharding(self._mesh))
-      self._resident = data, gather
-    data, gather = self._resident
-    first_epoch, skip = divmod(_check_step(start_step), self.steps_per_epoch)
-    orders = (tf.data.Dataset.range(first_epoch, 2 ** 62)
-              .map(lambda e: tf.cast(self.epoch_order(e)[0], tf.int32))
-              .batch(16).prefetch(1).as_numpy_iterator())  # 16 epochs per host round trip
-    for chunk in orders:
-      for order in chunk:
-        for index in order[skip:]:
-          yield gather(data, index)
-        skip = 0
-
-  def eval_dataset(self) -> tf.data.Dataset:
-    """The tf.data pipeline of this host's evaluation batches (padded with void)."""
-    n = len(self._eval["id"]) if self._eval else 0
-    if n == 0:
-      raise ValueError(f"{self.name}: the evaluation split is empty after selection.")
-    batch = self._local_eval_batch
-    batcher = _Batcher(self._eval, self.kind, self.mean, self.std, augment=False)
-
-    def indices(b):
-      position = b * batch + tf.range(batch, dtype=tf.int64)
-      return tf.minimum(position, n - 1), tf.zeros([batch], tf.bool), position < n
-
-    ds = tf.data.Dataset.range(self.num_eval_batches).map(indices)
-    ds = ds.map(batcher, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-    return ds.prefetch(tf.data.AUTOTUNE)
-
-  def train_iter(self, start_step: int = 0) -> Iterator[dict]:
-    """Endless training batches from step `start_step` (for `jaxpu.train.fit`)."""
-    if self.kind == "features" and not self._as_numpy and jax.process_count() == 1:
-      return self._resident_batches(start_step)
-    return _deliver(self.train_dataset(start_step), self._mesh, self._as_numpy)
-
-  def eval_iter(self) -> Iterator[dict]:
-    """One pass over the evaluation split, in order."""
-    return _deliver(self.eval_dataset(), self._mesh, self._as_numpy)
-
 
 # ----------------------------------------------------------------------------
 # Entry points.
@@ -443,7 +233,7 @@ def make_segmentation_data(
     train_split: str | None = None, eval_split: str | None = None,
     eval_batch_size: int | None = None, with_true_label: bool = False,
     data_dir: str | None = None, manual_dir: str | None = None, mesh=None,
-    as_numpy: bool = False) -> Data:
+    as_numpy: bool = False, preprocessing: str = "standardize") -> Data:
   """Training and evaluation data of a segmentation experiment.
 
   Args:
@@ -475,8 +265,15 @@ def make_segmentation_data(
     with_true_label: also deliver the uncorrupted label as "true_label".
     data_dir: TFDS data dir (default `$JAXPU_DATA_DIR` or ~/tensorflow_datasets).
     manual_dir: voc: the folder with the downloaded archives.
-    mesh: device mesh (default `jaxpu.train.make_mesh()`).
+    mesh: device mesh (default `jaxpu.parallel.make_mesh()`).
     as_numpy: deliver NumPy dicts instead of global device arrays.
+    preprocessing: "standardize" (default): `(image/255 - mean) / std` per RGB
+      channel with the dataset's mean/std (voc: ImageNet's); "caffe": the FCN
+      reference's Caffe input, channels reversed to BGR, float 0-255, minus
+      the mean `CAFFE_MEAN_BGR` = (104.00699, 116.66877, 122.67892) (B, G, R),
+      no scaling (`Data.mean` is then that mean, `Data.std` ones). voc's
+      padding colour is the mean colour either way (0 after preprocessing,
+      up to rounding).
   """
   if name not in SEGMENTATION_DATASETS:
     raise ValueError(f"Unknown segmentation dataset {name!r}; choose one of "
@@ -487,7 +284,8 @@ def make_segmentation_data(
   if phase not in ("pretrain", "finetune"):
     raise ValueError(f"phase must be 'pretrain' or 'finetune', got {phase!r}.")
   _check_subsample(subsample)
-  mesh = _default_mesh() if mesh is None else mesh
+  check_preprocessing(preprocessing)
+  mesh = parallel.make_mesh() if mesh is None else mesh
   corruption = parse_corruption(corruption, SEGMENTATION_CORRUPTIONS)
   selected = selected_classes(fold, phase)
   if target is None:
@@ -521,7 +319,11 @@ def make_segmentation_data(
     def load(split):
       return synthetic.segmentation_examples(split, config=config, data_dir=data_dir,
                                              shard=_shard())
-  fill = np.round(np.asarray(mean) * 255)
+  if preprocessing == "caffe":
+    mean, std = CAFFE_MEAN_BGR, (1., 1., 1.)
+    fill = np.round(np.asarray(mean)[::-1])
+  else:
+    fill = np.round(np.asarray(mean) * 255)
   keep_fold = (noise.fold_filter(phase, fold, fold_handling) if fold is not None else None)
   table = noise.lookup_table(mapping)
   corrupt = _segmentation_corruption(corruption, noise_seed, selected, target)
@@ -548,7 +350,8 @@ def make_segmentation_data(
   return Data(name=name, task=task, kind="segmentation", class_names=class_names,
               train=prepare(train_split, True), evaluation=prepare(eval_split, False),
               batch_size=batch_size, eval_batch_size=eval_batch_size or batch_size, seed=seed,
-              augment=augment, mean=mean, std=std, mesh=mesh, as_numpy=as_numpy)
+              augment=augment, mean=mean, std=std, mesh=mesh, as_numpy=as_numpy,
+              preprocessing=preprocessing)
 
 
 def _segmentation_corruption(corruption, noise_seed, selected, target) -> Callable | None:
@@ -597,7 +400,7 @@ def make_classification_data(
     raise ValueError(f"Unknown classification dataset {name!r}; choose one of "
                      f"{list(CLASSIFICATION_DATASETS)}.")
   _check_subsample(subsample)
-  mesh = _default_mesh() if mesh is None else mesh
+  mesh = parallel.make_mesh() if mesh is None else mesh
   corruption = parse_corruption(corruption, CLASSIFICATION_CORRUPTIONS)
   table = None
   kind = "classification"

@@ -24,14 +24,21 @@ downsample=4)`).
 
 Archives are extracted into `<data_dir>/downloads/extracted/` by
 `safe_extract`, which refuses any member that would land outside it
-(absolute paths, `..`, links pointing out).
+(absolute paths, `..`, links pointing out), extracts into a temporary folder
+renamed into place only once the whole archive was read without error, and
+records the archive's size and modification time there: an archive replaced
+in the manual directory (e.g. re-downloaded after a damaged one) is extracted
+again. A truncated or corrupt archive raises `DamagedArchiveError` naming it.
 """
 
 from __future__ import annotations
 
+import gzip
+import json
 import os
 import shutil
 import tarfile
+import zlib
 
 import numpy as np
 
@@ -43,6 +50,12 @@ from jaxpu.data import classes
 VOC_ARCHIVE = "VOCtrainval_25-May-2011.tar"
 SBD_ARCHIVE = "benchmark.tgz"
 SEG11VALID = "seg11valid.txt"
+_SOURCES = {VOC_ARCHIVE: "http://host.robots.ox.ac.uk/pascal/VOC/voc2011/",
+            SBD_ARCHIVE: "http://home.bharathh.info/pubs/codes/SBD/download.html"}
+# Written into each extraction: the archive's identity when it was extracted.
+EXTRACTION_STAMP = ".jaxpu_extracted_from.json"
+# tarfile's `filter=` (Python 3.10.12+, 3.11.4+); `safe_extract` works without it.
+_HAS_DATA_FILTER = hasattr(tarfile, "data_filter")
 
 MANUAL_DOWNLOAD_INSTRUCTIONS = f"""\
 Put these files in the manual directory (`--manual_dir`, default
@@ -67,6 +80,10 @@ class UnsafeArchiveError(ValueError):
   """An archive member would be written outside the extraction directory."""
 
 
+class DamagedArchiveError(ValueError):
+  """An archive that is truncated or corrupt (e.g. an interrupted download)."""
+
+
 def _check_member(member: tarfile.TarInfo, archive: str) -> None:
   name = member.name
   parts = name.replace("\\", "/").split("/")
@@ -76,8 +93,11 @@ def _check_member(member: tarfile.TarInfo, archive: str) -> None:
         "target directory (absolute path or '..'). Use the official archive.")
   if member.issym() or member.islnk():
     target = member.linkname.replace("\\", "/")
-    resolved = os.path.normpath(os.path.join(os.path.dirname(name), target))
-    if os.path.isabs(target) or resolved.startswith(".."):
+    # A symbolic link is relative to its folder, a hard link to the archive's root.
+    base = os.path.dirname(name) if member.issym() else ""
+    resolved = os.path.normpath(os.path.join(base, target)).replace("\\", "/")
+    if (os.path.isabs(target) or target.startswith(("/", "\\")) or resolved == ".."
+        or resolved.startswith("../")):
       raise UnsafeArchiveError(
           f"Refusing to extract {archive}: link {name!r} points outside the target "
           f"directory ({member.linkname!r}).")
@@ -86,23 +106,94 @@ def _check_member(member: tarfile.TarInfo, archive: str) -> None:
         f"Refusing to extract {archive}: member {name!r} is a device or fifo.")
 
 
+def _archive_identity(archive: str) -> dict:
+  """What `locate` compares to decide whether an extraction is of this archive."""
+  stat = os.stat(archive)
+  return {"archive": os.path.basename(archive), "size": stat.st_size,
+          "mtime_ns": stat.st_mtime_ns}
+
+
+def _damaged(archive: str, why: str) -> DamagedArchiveError:
+  name = os.path.basename(archive)
+  source = f" from {_SOURCES[name]}" if name in _SOURCES else ""
+  return DamagedArchiveError(
+      f"The archive {archive} is damaged or incomplete ({why}); nothing was extracted from "
+      f"it. Download the official archive again{source}, replace {archive} with it, and "
+      "rerun (an interrupted download is the usual cause: compare its size with the one "
+      "the download page or server reports).")
+
+
+def _sanitised(member: tarfile.TarInfo) -> tarfile.TarInfo:
+  """`member` with what tarfile's "data" filter drops removed (for Pythons without it)."""
+  if member.isfile() or member.isdir():
+    member.mode = (member.mode & 0o755) | (0o600 if member.isfile() else 0o700)
+  member.uid = member.gid = -1  # never chown to the archive's owners (when run as root)
+  member.uname = member.gname = ""
+  return member
+
+
+def _read_to_end(tar: tarfile.TarFile, archive: str) -> None:
+  """Checks the end-of-archive block and, if compressed, the compressed stream's end."""
+  tar.fileobj.seek(tar.offset)
+  block = tar.fileobj.read(tarfile.BLOCKSIZE)
+  if len(block) < tarfile.BLOCKSIZE or block.count(0) != tarfile.BLOCKSIZE:
+    raise _damaged(archive, "it ends without the end-of-archive marker after member "
+                   f"{tar.getmembers()[-1].name!r}" if tar.getmembers() else "it is empty")
+  while tar.fileobj.read(1 << 20):  # gzip/bz2/xz check their length and CRC at the end
+    pass
+
+
 def safe_extract(archive: str, destination: str) -> str:
   """Extracts a tar/tgz archive into `destination`, refusing escaping members.
 
   Every member is checked before anything is written; a member with an
   absolute path, a `..` component, or a link leading out raises
-  `UnsafeArchiveError` naming it. Returns `destination`.
+  `UnsafeArchiveError` naming it. The archive is extracted into a temporary
+  folder next to `destination`, which replaces `destination` only once the
+  whole archive, including its end-of-archive marker (and, compressed, its
+  checksum), was read; the archive's size and modification time are recorded
+  in it (`EXTRACTION_STAMP`). Returns `destination`.
+
+  Raises:
+    DamagedArchiveError: the archive is truncated or corrupt; the message
+      names it and says to download it again. Nothing is left behind.
+    UnsafeArchiveError: a member would be written outside `destination`.
   """
-  with tarfile.open(archive) as tar:
-    members = tar.getmembers()
-    for member in members:
-      _check_member(member, archive)
-    partial = destination + ".partial"
+  identity = _archive_identity(archive)
+  partial = destination + ".partial"
+  shutil.rmtree(partial, ignore_errors=True)
+  try:
+    with tarfile.open(archive) as tar:
+      members = tar.getmembers()
+      for member in members:
+        _check_member(member, archive)
+      if _HAS_DATA_FILTER:
+        tar.extractall(partial, members=members, filter="data")
+      else:  # the checks above refuse what the filter would; drop modes and owners too
+        tar.extractall(partial, members=[_sanitised(m) for m in members])
+      _read_to_end(tar, archive)
+    with open(os.path.join(partial, EXTRACTION_STAMP), "w") as f:
+      json.dump(identity, f)
+  except (tarfile.TarError, EOFError, zlib.error, gzip.BadGzipFile) as e:
     shutil.rmtree(partial, ignore_errors=True)
-    tar.extractall(partial, members=members, filter="data")
+    if isinstance(e, (UnsafeArchiveError, DamagedArchiveError)):
+      raise
+    raise _damaged(archive, f"{type(e).__name__}: {e}".replace("\n", " ")) from e
+  except BaseException:
+    shutil.rmtree(partial, ignore_errors=True)
+    raise
   shutil.rmtree(destination, ignore_errors=True)
   os.replace(partial, destination)
   return destination
+
+
+def _is_extraction_of(destination: str, archive: str) -> bool:
+  """Whether `destination` was extracted (completely) from `archive` as it is now."""
+  try:
+    with open(os.path.join(destination, EXTRACTION_STAMP)) as f:
+      return json.load(f) == _archive_identity(archive)
+  except (OSError, ValueError):
+    return False
 
 
 def _find_dir(base: str, required: tuple[str, ...]) -> str | None:
@@ -136,20 +227,32 @@ def _missing_files_error(manual_dir: str, what: str) -> FileNotFoundError:
 def locate(manual_dir: str, extract_dir: str) -> tuple[str, str, str | None]:
   """(VOC2011 root, SBD dataset root, seg11valid.txt or None), extracting archives.
 
-  Raises FileNotFoundError saying which files to put where.
+  An archive is extracted into `extract_dir` unless it already was, from the
+  same file (same size and modification time); a replaced archive is
+  extracted again.
+
+  Raises:
+    FileNotFoundError: files are missing; says which files to put where.
+    DamagedArchiveError: an archive is truncated or corrupt; names it.
   """
   if not os.path.isdir(manual_dir):
-    raise _missing_files_error(manual_dir, "The manual directory itself was")
+    raise FileNotFoundError(
+        f"The manual directory {manual_dir!r} does not exist: create it (or pass the folder "
+        "holding the archives as --manual_dir).\n" + MANUAL_DOWNLOAD_INSTRUCTIONS)
   roots = []
   for archive, required, what in ((VOC_ARCHIVE, _VOC_REQUIRED, f"VOC2011 ({VOC_ARCHIVE})"),
                                   (SBD_ARCHIVE, _SBD_REQUIRED, f"SBD ({SBD_ARCHIVE})")):
     root = _find_dir(manual_dir, required)
-    if root is None and os.path.isfile(os.path.join(manual_dir, archive)):
+    archive_path = os.path.join(manual_dir, archive)
+    if root is None and os.path.isfile(archive_path):
       target = os.path.join(extract_dir, archive.split(".")[0])
+      if not _is_extraction_of(target, archive_path):  # none yet, or of another archive
+        safe_extract(archive_path, target)
       root = _find_dir(target, required)
       if root is None:
-        safe_extract(os.path.join(manual_dir, archive), target)
-        root = _find_dir(target, required)
+        raise FileNotFoundError(
+            f"The archive {archive_path} holds no folder with {', '.join(required)}; it is "
+            f"not the official {what} archive.\n" + MANUAL_DOWNLOAD_INSTRUCTIONS)
     if root is None:
       raise _missing_files_error(manual_dir, what)
     roots.append(root)

@@ -1,0 +1,54 @@
+r"""Config of `experiments.binary_segmentation` (Table 2, Fig. 6, the unsegmented-rate sweep).
+
+  python -m experiments.binary_segmentation                          # cpu
+  python -m experiments.binary_segmentation --config.sweep=True --config.repeats=3
+  python -m experiments.binary_segmentation --config.train.steps=1600 \
+      --config.class_weighted_negative_weight=0.4 --config.rates=0.5,0.7
+
+Fields: `seed`, `repeats`; `model`, `model_options`; `train` (optimizer,
+learning_rate, schedule, warmup_steps, momentum, weight_decay, steps,
+batch_size, checkpoint_every, keep, loss_reduction); `table2_rate` (Table 2's
+unsegmented rate, 0.5 in the thesis); `class_weighted_negative_weight` (the
+ClassWeighted row's background weight β of eq. 6); `sweep` and `rates` (the
+sweep beyond the thesis); `examples` (Fig. 6's images); `data`.
+"""
+
+import importlib.util
+import os
+
+from jaxpu import configs as common
+
+_spec = importlib.util.spec_from_file_location(
+    "_jaxpu_transfer_config", os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                           "transfer.py"))
+transfer_config = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(transfer_config)
+
+
+def get_config(arg=None):
+  scale = common.check_scale(arg)
+  config = common.base(scale, "voc" if scale == "paper" else "synthetic")
+  common.segmentation_data(config, **(dict(num_train_per_class=3, num_test_per_class=2)
+                                      if scale == "smoke" else {}))
+  config.table2_rate = 0.5
+  config.class_weighted_negative_weight = 0.5
+  config.sweep = False
+  config.rates = (0.3, 0.5, 0.6, 0.7)
+  config.examples = 4
+  if scale == "smoke":
+    config.model = "fcn_small"
+    config.model_options = common.fcn_options(width=0.25)
+    config.train = common.training(learning_rate=2e-3, schedule="cosine", steps=4,
+                                   batch_size=8, checkpoint_every=2)
+  elif scale == "cpu":
+    config.model = "fcn_small"
+    config.model_options = common.fcn_options()
+    config.train = common.training(learning_rate=2e-3, schedule="cosine", warmup_steps=20,
+                                   steps=800, batch_size=32, checkpoint_every=80)
+  else:
+    # The transfer experiments' pre-training recipe (FCN-AlexNet, Caffe's
+    # update; see experiments/configs/transfer.py:paper_preset).
+    transfer_config.paper_preset(config)
+    config.train = config.pretrain
+    del config["pretrain"], config["finetune"]
+  return config

@@ -1,0 +1,54 @@
+r"""Config of `experiments.reproduce`: every experiment's own config, under one seed and repeats.
+
+  python -m experiments.reproduce                                    # cpu, embedded data
+  python -m experiments.reproduce --config.only=moons,binary_segmentation
+  python -m experiments.reproduce --config.folds=1,2,3,4 --config.repeats=5
+  python -m experiments.reproduce --config.transfer.finetune.steps=600
+  python -m experiments.reproduce --config=experiments/configs/reproduce.py:paper \
+      --config.transfer.data.manual_dir=~/voc --config.cifar_pu.data.data_dir=~/tfds
+
+Fields: `seed` and `repeats` (shared by every experiment: changing them here
+changes them there), `folds` (of the transfer tables), `only` (a subset of
+the experiments; empty: all), `output` (the report) and `figures_dir` (its
+PNGs, relative to the report), and one sub-config per experiment, with that
+experiment's own fields (`experiments/configs/<name>.py`).
+"""
+
+import importlib.util
+import os
+
+from ml_collections import config_dict
+
+from jaxpu import configs as common
+
+EXPERIMENTS = ("loss_curves", "moons", "cifar_pu", "binary_segmentation", "transfer")
+
+
+def _experiment_config(name: str, scale: str):
+  path = os.path.join(os.path.dirname(os.path.abspath(__file__)), f"{name}.py")
+  spec = importlib.util.spec_from_file_location(f"_jaxpu_config_{name}", path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module.get_config(scale)
+
+
+def get_config(arg=None):
+  scale = common.check_scale(arg)
+  config = config_dict.ConfigDict()
+  config.scale = scale
+  config.seed = 0
+  config.repeats = 3
+  config.folds = (1,)
+  config.only = ()
+  config.output = "REPRODUCTION.md"
+  config.figures_dir = "reproduction"
+  for name in EXPERIMENTS:
+    sub = _experiment_config(name, scale)
+    if "seed" in sub:
+      sub.seed = config.get_ref("seed")
+      sub.repeats = config.get_ref("repeats")
+    config[name] = sub
+  config.binary_segmentation.sweep = True
+  config.transfer.tables = ("table3", "table4", "table5", "fig7")
+  config.transfer.folds = config.get_ref("folds")
+  return config

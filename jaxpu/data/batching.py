@@ -1,0 +1,288 @@
+"""Batches of a prepared dataset: exact-resume epoch order, preprocessing, delivery.
+
+A `Data` holds a dataset's examples in memory as uint8 NumPy arrays (one dict
+per split, see `jaxpu.data.pipeline`) and serves them as batches: tf.data
+gathers the examples of a batch by index, flips them (optional), preprocesses
+the images (`preprocess`), prefetches, and `_deliver` turns each NumPy batch
+into global device-sharded `jax.Array`s (`jaxpu.parallel.shard_batch`).
+
+Exact resume: the iterator state is a function of the step number. Epoch e
+visits `stateless_shuffle(range(N), key(seed, e))`, cut to `steps_per_epoch
+= N // local batch` full batches (the remainder is left out that epoch), and
+flips position p of epoch e iff `stateless_uniform(key'(seed, e))[p] < 0.5`.
+So `train_iter(k)` starts at epoch `k // steps_per_epoch`, skips `k %
+steps_per_epoch` batches, and yields exactly the batches k, k+1, ... of
+`train_iter(0)`.
+
+Evaluation batches are in dataset order; the last one is padded with
+label 255 (void), which every metric ignores, so each example counts once.
+
+Preprocessing of the uint8 RGB images (`PREPROCESSINGS`):
+- `"standardize"`: `(image / 255 - mean) / std` per RGB channel, with the
+  dataset's `mean`/`std` (in [0, 1] units);
+- `"caffe"`: the FCN reference's Caffe input: channels reversed to BGR, float
+  0-255, minus the per-channel mean `CAFFE_MEAN_BGR` (B, G, R), no scaling.
+"""
+
+from __future__ import annotations
+
+import collections
+import math
+import zlib
+from typing import Iterator, Sequence
+
+import jax
+import numpy as np
+
+from jaxpu import parallel
+from jaxpu.data._tf import tf  # hides the GPUs from TensorFlow before any TF work
+from jaxpu.data import classes
+
+PREPROCESSINGS = ("standardize", "caffe")
+# The FCN reference's (and the thesis') Caffe input mean, B, G, R on 0-255.
+CAFFE_MEAN_BGR = (104.00699, 116.66877, 122.67892)
+_SHUFFLE_SALT = zlib.crc32(b"shuffle")
+_FLIP_SALT = zlib.crc32(b"flip")
+
+
+def check_preprocessing(preprocessing: str) -> str:
+  """`preprocessing` if it is one of `PREPROCESSINGS`, else a ValueError naming them."""
+  if preprocessing not in PREPROCESSINGS:
+    raise ValueError(f"Unknown preprocessing {preprocessing!r}; use one of "
+                     f"{list(PREPROCESSINGS)}.")
+  return preprocessing
+
+
+def preprocess(image, preprocessing: str, mean: Sequence[float], std: Sequence[float]):
+  """float32 network input from uint8 RGB `image` `[..., 3]` (a tf tensor).
+
+  Args:
+    image: uint8 RGB images, channels last.
+    preprocessing: `"standardize"` or `"caffe"` (module docstring).
+    mean, std: per channel, in the preprocessing's units: `"standardize"`:
+      RGB in [0, 1]; `"caffe"`: BGR on 0-255 (Caffe: `CAFFE_MEAN_BGR`, std 1).
+  """
+  check_preprocessing(preprocessing)
+  mean = tf.constant(mean, tf.float32)
+  std = tf.constant(std, tf.float32)
+  if preprocessing == "caffe":
+    return (tf.reverse(tf.cast(image, tf.float32), axis=[-1]) - mean) / std
+  return (tf.cast(image, tf.float32) / 255.0 - mean) / std
+
+
+def unpreprocess(images: np.ndarray, preprocessing: str, mean: Sequence[float],
+                 std: Sequence[float]) -> np.ndarray:
+  """RGB images in [0, 1] (NumPy, e.g. for plots) from `preprocess`'s output."""
+  check_preprocessing(preprocessing)
+  images = np.asarray(images) * np.asarray(std) + np.asarray(mean)
+  if preprocessing == "caffe":
+    return images[..., ::-1] / 255.0
+  return images
+
+
+def _local_batch(batch_size: int, mesh) -> int:
+  if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+    raise ValueError(f"batch_size must be a positive int, got {batch_size!r}.")
+  devices = mesh.devices.size
+  if batch_size % devices:
+    raise ValueError(f"The global batch size {batch_size} is not divisible by the {devices} "
+                     f"devices of the mesh; use a multiple of {devices} (e.g. "
+                     f"{devices * max(1, round(batch_size / devices))}).")
+  return batch_size // jax.process_count()
+
+
+def _check_step(start_step) -> int:
+  if isinstance(start_step, bool) or not isinstance(start_step, (int, np.integer)) \
+      or start_step < 0:
+    raise ValueError(f"start_step must be a non-negative int, got {start_step!r}.")
+  return int(start_step)
+
+
+def _over_hosts(value: int, reduce=np.min) -> int:
+  if jax.process_count() == 1:
+    return int(value)
+  from jax.experimental import multihost_utils
+  return int(reduce(multihost_utils.process_allgather(np.asarray(value))))
+
+
+class _Batcher:
+  """Turns index batches into preprocessed batch dicts (runs inside tf.data).
+
+  `kind`: "segmentation" (flips move the label masks too), "classification"
+  (images), or "features" (moons: no scaling, no flips).
+  """
+
+  def __init__(self, arrays, kind, mean, std, augment, preprocessing="standardize"):
+    self.tensors = {k: tf.constant(v) for k, v in arrays.items() if k != "id"}
+    self.kind, self.augment = kind, augment
+    self.mean, self.std, self.preprocessing = mean, std, preprocessing
+
+  def __call__(self, index, flip, valid=None):
+    batch = {k: tf.gather(v, index) for k, v in self.tensors.items()}
+    image = batch["image"]
+    if self.kind != "features":
+      image = preprocess(image, self.preprocessing, self.mean, self.std)
+    out = {"image": image}
+    for key in ("label", "true_label"):
+      if key in batch:
+        label = tf.cast(batch[key], tf.int32)
+        if valid is not None:
+          mask = tf.reshape(valid, [-1] + [1] * (label.shape.rank - 1))
+          label = tf.where(mask, label, classes.VOID)
+        out[key] = label
+    if self.augment and self.kind != "features":
+      def flip_w(x):
+        shape = [-1] + [1] * (x.shape.rank - 1)
+        return tf.where(tf.reshape(flip, shape), tf.reverse(x, axis=[2]), x)
+      out["image"] = flip_w(out["image"])
+      for key in ("label", "true_label"):
+        if key in out and self.kind == "segmentation":
+          out[key] = flip_w(out[key])
+    return out
+
+
+def _deliver(ds: tf.data.Dataset, mesh, as_numpy: bool, device_prefetch: int = 2):
+  """NumPy batches of `ds`, as global device arrays unless `as_numpy`."""
+  batches = ds.as_numpy_iterator()
+  if as_numpy:
+    yield from batches
+    return
+  queue = collections.deque()
+  for batch in batches:
+    queue.append(parallel.shard_batch(batch, mesh))
+    if len(queue) > device_prefetch:
+      yield queue.popleft()
+  while queue:
+    yield queue.popleft()
+
+
+class Data:
+  """A prepared dataset: iterators plus metadata (see the module docstring).
+
+  Attributes:
+    name, task: the dataset and task.
+    num_classes: number of label values, background included.
+    class_names: one name per label value.
+    image_shape: shape of one `"image"` (`(H, W, 3)`, or `(2,)` for moons).
+    batch_size: the global batch size.
+    steps_per_epoch: full global batches per epoch of the training split.
+    num_train_examples, num_eval_examples: after selection, over all hosts.
+    preprocessing: how images become network inputs, `"standardize"` or
+      `"caffe"` (module docstring; `unpreprocess` inverts it).
+    mean, std: the per-channel normalisation of the images, in the
+      preprocessing's units (`"caffe"`: B, G, R on 0-255).
+  """
+
+  def __init__(self, *, name, task, kind, class_names, train, evaluation, batch_size,
+               eval_batch_size, seed, augment, mean, std, mesh, as_numpy,
+               preprocessing="standardize"):
+    self.name, self.task, self.kind = name, task, kind
+    self.class_names = tuple(class_names)
+    self.num_classes = len(self.class_names)
+    self.batch_size, self.eval_batch_size = batch_size, eval_batch_size
+    self.seed, self.augment = seed, augment
+    self.preprocessing = check_preprocessing(preprocessing)
+    self.mean, self.std = tuple(mean), tuple(std)
+    self._mesh, self._as_numpy = mesh, as_numpy
+    self._local_batch = _local_batch(batch_size, mesh)
+    self._local_eval_batch = _local_batch(eval_batch_size, mesh)
+    self._train, self._eval = train, evaluation
+    local_train = len(train["id"]) if train else 0
+    local_eval = len(evaluation["id"]) if evaluation else 0
+    if local_train == 0:
+      raise ValueError(f"{name}: the training split is empty after selection "
+                       "(check fold/phase/single_object).")
+    self.num_train_examples = _over_hosts(local_train, np.sum)
+    self.num_eval_examples = _over_hosts(local_eval, np.sum)
+    self.steps_per_epoch = _over_hosts(local_train) // self._local_batch
+    if self.steps_per_epoch == 0:
+      raise ValueError(f"{name}: batch size {batch_size} exceeds the "
+                       f"{self.num_train_examples} training examples; use a smaller batch.")
+    self.num_eval_batches = math.ceil(_over_hosts(local_eval, np.max) / self._local_eval_batch)
+    self.image_shape = tuple(train["image"].shape[1:])
+    self._resident = None
+
+  def __repr__(self):
+    return (f"Data({self.name!r}, task={self.task!r}, num_classes={self.num_classes}, "
+            f"image_shape={self.image_shape}, batch_size={self.batch_size}, "
+            f"steps_per_epoch={self.steps_per_epoch}, train={self.num_train_examples}, "
+            f"eval={self.num_eval_examples})")
+
+  def unpreprocess(self, images) -> np.ndarray:
+    """RGB images in [0, 1] from delivered `"image"`s (inverts the preprocessing)."""
+    return unpreprocess(images, self.preprocessing, self.mean, self.std)
+
+  def epoch_order(self, epoch):
+    """(positions [steps, batch], flips [steps, batch]) of this host's epoch `epoch`."""
+    n = len(self._train["id"])
+    steps, batch = self.steps_per_epoch, self._local_batch
+    epoch = tf.cast(epoch, tf.int64)
+    key = tf.random.experimental.stateless_fold_in(
+        tf.constant([self.seed, _SHUFFLE_SALT], tf.int64), epoch, alg="philox")
+    order = tf.random.experimental.stateless_shuffle(tf.range(n, dtype=tf.int64), key,
+                                                     alg="philox")[:steps * batch]
+    flip_key = tf.random.experimental.stateless_fold_in(
+        tf.constant([self.seed, _FLIP_SALT], tf.int64), epoch, alg="philox")
+    flips = tf.random.stateless_uniform([steps * batch], flip_key, alg="philox") < 0.5
+    return tf.reshape(order, [steps, batch]), tf.reshape(flips, [steps, batch])
+
+  def train_dataset(self, start_step: int = 0) -> tf.data.Dataset:
+    """The tf.data pipeline of this host's training batches from `start_step`."""
+    first_epoch, skip = divmod(_check_step(start_step), self.steps_per_epoch)
+    batcher = _Batcher(self._train, self.kind, self.mean, self.std, self.augment,
+                       self.preprocessing)
+    ds = tf.data.Dataset.range(first_epoch, 2 ** 62).flat_map(
+        lambda e: tf.data.Dataset.from_tensor_slices(self.epoch_order(e))).skip(skip)
+    ds = ds.map(batcher, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    return ds.prefetch(tf.data.AUTOTUNE)
+
+  def _resident_batches(self, start_step: int) -> Iterator[dict]:
+    """Feature datasets (moons): the training set lives on the devices and each
+    step is one jitted gather, the same batches as `train_dataset` (whose
+    per-batch host overhead would exceed an MLP step)."""
+    if self._resident is None:
+      keys = [k for k in ("image", "label", "true_label") if k in self._train]
+      replicated = parallel.replicated_sharding(self._mesh)
+      data = {k: jax.device_put(self._train[k].astype(
+          np.float32 if k == "image" else np.int32), replicated) for k in keys}
+      gather = jax.jit(lambda d, i: {k: v[i] for k, v in d.items()},
+                       out_shardings=parallel.batch_sharding(self._mesh))
+      self._resident = data, gather
+    data, gather = self._resident
+    first_epoch, skip = divmod(_check_step(start_step), self.steps_per_epoch)
+    orders = (tf.data.Dataset.range(first_epoch, 2 ** 62)
+              .map(lambda e: tf.cast(self.epoch_order(e)[0], tf.int32))
+              .batch(16).prefetch(1).as_numpy_iterator())  # 16 epochs per host round trip
+    for chunk in orders:
+      for order in chunk:
+        for index in order[skip:]:
+          yield gather(data, index)
+        skip = 0
+
+  def eval_dataset(self) -> tf.data.Dataset:
+    """The tf.data pipeline of this host's evaluation batches (padded with void)."""
+    n = len(self._eval["id"]) if self._eval else 0
+    if n == 0:
+      raise ValueError(f"{self.name}: the evaluation split is empty after selection.")
+    batch = self._local_eval_batch
+    batcher = _Batcher(self._eval, self.kind, self.mean, self.std, augment=False,
+                       preprocessing=self.preprocessing)
+
+    def indices(b):
+      position = b * batch + tf.range(batch, dtype=tf.int64)
+      return tf.minimum(position, n - 1), tf.zeros([batch], tf.bool), position < n
+
+    ds = tf.data.Dataset.range(self.num_eval_batches).map(indices)
+    ds = ds.map(batcher, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    return ds.prefetch(tf.data.AUTOTUNE)
+
+  def train_iter(self, start_step: int = 0) -> Iterator[dict]:
+    """Endless training batches from step `start_step` (for `jaxpu.train.fit`)."""
+    if self.kind == "features" and not self._as_numpy and jax.process_count() == 1:
+      return self._resident_batches(start_step)
+    return _deliver(self.train_dataset(start_step), self._mesh, self._as_numpy)
+
+  def eval_iter(self) -> Iterator[dict]:
+    """One pass over the evaluation split, in order."""
+    return _deliver(self.eval_dataset(), self._mesh, self._as_numpy)
+
