@@ -48,6 +48,7 @@ def get_config(arg=None):
       sub.seed = config.get_ref("seed")
       sub.repeats = config.get_ref("repeats")
     config[name] = sub
+  config.cifar_pu.fig5 = True
   config.binary_segmentation.sweep = True
   config.transfer.tables = ("table3", "table4", "table5", "fig7")
   config.transfer.folds = config.get_ref("folds")

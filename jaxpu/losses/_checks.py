@@ -49,6 +49,7 @@ def _squeeze_hint(names: tuple[str, str], shapes: tuple[tuple, tuple]) -> str:
 
 
 def check_where_shape(name: str, labels_shape: tuple, where) -> None:
+  """``where`` (if given) must have the labels' shape."""
   if where is not None and jnp.shape(where) != labels_shape:
     where_shape = jnp.shape(where)
     raise ValueError(
@@ -183,10 +184,14 @@ def check_params(name: str, **params: tuple) -> Optional[Array]:
     if value is None:
       continue
     if is_concrete(value):
-      array = np.asarray(value, dtype=np.float64)
-      if not np.all(interval.contains(array)):
-        raise ValueError(f"{name}: {param} must be {interval}; got "
-                         f"{array.tolist()}.")
+      if isinstance(value, (int, float)):  # The common case, without NumPy.
+        valid = interval.contains(float(value))
+      else:
+        value = np.asarray(value, dtype=np.float64)
+        valid = np.all(interval.contains(value))
+        value = value.tolist()
+      if not valid:
+        raise ValueError(f"{name}: {param} must be {interval}; got {value}.")
       continue
     valid = jnp.all(interval.contains(jnp.asarray(value)))
     traced_valid = valid if traced_valid is None else traced_valid & valid
