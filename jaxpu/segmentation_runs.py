@@ -44,7 +44,7 @@ class Training:
   Attributes:
     task: `jaxpu.data.pipeline` task: "multiclass", "binary", "categories",
       "random_categories:K" or "target" (Table 5).
-    corruption: None or "name:rate" (`jaxpu.data.noise`), training split only.
+    corruption: None or "name:rate[:size]" (`jaxpu.data.noise`), training split only.
     loss: a `jaxpu.losses` name; `loss_kwargs` its arguments.
   """
   task: str = "multiclass"

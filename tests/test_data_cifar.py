@@ -3,6 +3,11 @@
 import numpy as np
 import pytest
 import tensorflow_datasets as tfds
+# Imported at collection: tfds.testing loads (and pytest rewrites) its test
+# utilities lazily, which can crash CPython 3.11's parser ("AST constructor
+# recursion depth mismatch") when it happens after a test whose Orbax read
+# left an asyncio task exception behind.
+from tensorflow_datasets.testing import mocking  # pylint: disable=unused-import
 
 from jaxpu import data as data_lib
 from jaxpu.data import cifar

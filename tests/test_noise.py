@@ -283,3 +283,334 @@ def test_subsample_keeps_a_seeded_fraction():
   assert abs(len(a) / 4000 - 0.5) < 0.03 and a == b and a != c
   with pytest.raises(ValueError, match=r"subsample must be a fraction in \(0, 1\], got 0"):
     noise.subsample({"id": tf.constant(1, tf.int64)}, 0, 0)
+
+
+# ----------------------------------------------------------------------------
+# Segmentation errors: boundary_noise, over_segment, under_segment, coarse_outlines.
+# ----------------------------------------------------------------------------
+
+_V = classes.VOID
+
+
+def _masks(*rows_list):
+  """bool [n, H, W] from 0/1 row strings."""
+  return np.array([[[c == "1" for c in row] for row in rows.split()] for rows in rows_list])
+
+
+def _grid(rows):
+  return np.array([[int(v) for v in row.split(",")] for row in rows.strip().split("\n")])
+
+
+def test_morphology_of_hand_made_masks():
+  m = _masks("00000 01110 01110 01110 00010")
+  np.testing.assert_array_equal(noise.erode(m, [1], 2).numpy(), _masks(
+      "00000 00000 00100 00000 00000"))
+  np.testing.assert_array_equal(noise.dilate(m, [1], 2).numpy(), _masks(
+      "11111 11111 11111 11111 11111"))
+  np.testing.assert_array_equal(noise.bounding_boxes(m).numpy(), _masks(
+      "00000 01110 01110 01110 01110"))
+  # Blocks (rows 0-1, 2-3, 4; cols 0-1, 2-3, 4): at least half of the in-image pixels
+  # (block row 4 x cols 2-3 has 1 of its 2 pixels).
+  np.testing.assert_array_equal(noise.coarsen(m, 2).numpy(), _masks(
+      "00110 00110 11110 11110 00110"))
+  # Line through the centroid (row 2.2, col 2.2), direction +column: cols > 2.2 go.
+  np.testing.assert_array_equal(noise.half_plane_cuts(m, tf.constant([0.0])).numpy(), _masks(
+      "00000 01100 01100 01100 00000"))
+  # Per-mask radius (0 leaves a mask alone), the image border counts as inside for erosion,
+  # and an empty mask has an empty box.
+  two = _masks("1110 1110 1110 0000", "0000 0000 0000 0000")
+  np.testing.assert_array_equal(noise.erode(two, [1, 0], 2).numpy(), _masks(
+      "1100 1100 0000 0000", "0000 0000 0000 0000"))
+  np.testing.assert_array_equal(noise.dilate(_masks("1000 0000 0000 0000"), [2], 2).numpy(),
+                                _masks("1110 1110 1110 0000"))
+  np.testing.assert_array_equal(noise.bounding_boxes(two).numpy()[1], two[1])
+  # Dilation crosses the void band first: the band it adds lies outside the void.
+  void = _masks("00000 01110 01010 01110 00000")[0]
+  np.testing.assert_array_equal(noise.dilate(_masks("00000 00000 00100 00000 00000"), [1], 1,
+                                             void=tf.constant(void)).numpy(),
+                                _masks("11111 11111 11111 11111 11111"))
+
+
+def _hand_example(label, example_id=0, instances=None):
+  label = np.asarray(label, np.uint8)
+  if instances is None:
+    instances = np.where(label == _V, _V, (label > 0).astype(np.uint8)).astype(np.uint8)
+  count = int(instances[instances != _V].max())
+  objects = [int(label[instances == k][0]) for k in range(1, count + 1)]
+  return {"id": tf.constant(example_id, tf.int64), "label": tf.constant(label),
+          "instances": tf.constant(np.asarray(instances, np.uint8)),
+          "objects": tf.constant(objects, tf.int32)}
+
+
+def test_boundary_noise_of_a_hand_made_object_erodes_or_dilates_it():
+  label = _grid("""
+255,0,0,0,0,0
+0,255,3,3,0,0
+0,3,3,3,0,0
+0,3,3,3,0,0
+0,3,3,3,0,0
+0,0,0,0,0,0""")
+  eroded = _grid("""
+255,0,0,0,0,0
+0,255,0,0,0,0
+0,0,0,0,0,0
+0,0,3,0,0,0
+0,0,0,0,0,0
+0,0,0,0,0,0""")
+  dilated = _grid("""
+255,3,3,3,3,0
+3,255,3,3,3,0
+3,3,3,3,3,0
+3,3,3,3,3,0
+3,3,3,3,3,0
+3,3,3,3,3,0""")
+  seen = set()
+  for example_id in range(40):
+    out = noise.boundary_noise(_hand_example(label, example_id), 1.0, seed=0, k=1)
+    new = out["label"].numpy()
+    kind = ("eroded" if np.array_equal(new, eroded) else
+            "dilated" if np.array_equal(new, dilated) else None)
+    assert kind, new
+    seen.add(kind)
+    np.testing.assert_array_equal(out["instances"].numpy(),
+                                  np.where(new == _V, _V, (new > 0).astype(np.uint8)))
+  assert seen == {"eroded", "dilated"}
+  # Rate 0 changes nothing.
+  out = noise.boundary_noise(_hand_example(label), 0.0, seed=0, k=3)
+  np.testing.assert_array_equal(out["label"].numpy(), label)
+
+
+def test_over_segment_of_hand_made_objects_never_overwrites_void_or_another_object():
+  label = _grid("""
+0,0,0,0,0,0,0
+0,0,0,0,0,0,0
+0,0,5,5,0,0,0
+0,0,5,5,255,7,7
+0,0,0,0,0,7,7
+0,0,0,0,0,0,0
+0,0,0,0,0,0,0""")
+  instances = np.select([label == 5, label == 7, label == _V], [1, 2, _V], 0)
+  # Both objects reach across the void pixel; pixels both reach join object 1 (class 5).
+  expected = _grid("""
+0,0,0,0,0,0,0
+0,5,5,5,5,0,0
+0,5,5,5,5,5,7
+0,5,5,5,255,7,7
+0,5,5,5,5,7,7
+0,0,0,0,7,7,7
+0,0,0,0,0,0,0""")
+  out = noise.over_segment(_hand_example(label, instances=instances), 1.0, seed=0, k=1)
+  np.testing.assert_array_equal(out["label"].numpy(), expected)
+  np.testing.assert_array_equal(out["instances"].numpy(),
+                                np.select([expected == 5, expected == 7, expected == _V],
+                                          [1, 2, _V], 0))
+  np.testing.assert_array_equal(out["objects"].numpy(), [5, 7])
+
+
+def test_coarse_outlines_box_of_a_hand_made_object():
+  label = _grid("""
+0,0,0,0,0
+0,4,0,0,0
+0,4,255,6,0
+0,4,4,4,0
+0,0,0,0,0""")
+  instances = np.select([label == 4, label == 6, label == _V], [1, 2, _V], 0)
+  # Object 1's box (rows 1-3, cols 1-3) takes the background, not the void or object 2;
+  # object 2 (one pixel) is its own box.
+  expected = _grid("""
+0,0,0,0,0
+0,4,4,4,0
+0,4,255,6,0
+0,4,4,4,0
+0,0,0,0,0""")
+  out = noise.coarse_outlines(_hand_example(label, instances=instances), 1.0, seed=0)
+  np.testing.assert_array_equal(out["label"].numpy(), expected)
+
+
+_ERROR_SIZE = 16  # 16x16 examples, two diamonds of radius 2 (void centre) far apart
+
+
+def _diamond_arrays(n=NUM_EXAMPLES):
+  rr, cc = np.mgrid[:_ERROR_SIZE, :_ERROR_SIZE]
+  instances = np.zeros((_ERROR_SIZE, _ERROR_SIZE), np.uint8)
+  for k, (r, c) in enumerate([(3, 3), (11, 11)], start=1):
+    instances[np.abs(rr - r) + np.abs(cc - c) <= 2] = k
+  rng = np.random.default_rng(1)
+  objects = rng.integers(1, 21, (n, 2)).astype(np.int32)
+  table = np.concatenate([np.zeros((n, 1), np.int32), objects], 1)
+  label = np.take_along_axis(table, np.broadcast_to(instances.ravel(), (n, instances.size))
+                             .astype(np.int64), 1).reshape(n, _ERROR_SIZE, _ERROR_SIZE)
+  label = label.astype(np.uint8)
+  instances = np.broadcast_to(instances, label.shape).copy()
+  for r, c in [(3, 3), (11, 11), (0, 15)]:  # object centres and one background pixel
+    label[:, r, c] = instances[:, r, c] = _V
+  return {"id": (np.arange(n) * 104729 + 7).astype(np.int64), "label": label,
+          "instances": instances, "objects": objects}
+
+
+def _reference_outcomes(name, size, mask, void, background):
+  """The masks an affected object may get (NumPy/SciPy), or None for under_segment."""
+  from scipy import ndimage  # pylint: disable=g-import-not-at-top
+  square = np.ones((3, 3), bool)
+  allowed = mask | background
+
+  def dilated(r):
+    start = mask | (ndimage.binary_dilation(mask, square) & void)
+    return ndimage.binary_dilation(start, square, iterations=r) & allowed
+  if name == "boundary_noise":
+    return [dilated(r) for r in range(1, size + 1)] + [
+        ndimage.binary_erosion(mask, square, iterations=r, border_value=1)
+        for r in range(1, size + 1)]
+  if name == "over_segment":
+    return [dilated(size)]
+  if name == "coarse_outlines" and size == "box":
+    rows, cols = np.nonzero(mask)
+    box = np.zeros_like(mask)
+    box[rows.min():rows.max() + 1, cols.min():cols.max() + 1] = True
+    return [box & allowed]
+  if name == "coarse_outlines":
+    h, w = mask.shape
+    coarse = np.zeros_like(mask)
+    for r in range(0, h, size):
+      for c in range(0, w, size):
+        block = mask[r:r + size, c:c + size]
+        coarse[r:r + size, c:c + size] = block.sum() > 0 and block.sum() >= block.size / 2
+    return [coarse & allowed]
+  return None
+
+
+def _is_half_plane_cut(mask, new):
+  """`new` = `mask` minus a part beyond a line through the centroid of `mask`."""
+  removed = mask & ~new
+  if not removed.any() or (new & ~mask).any():
+    return False
+  rows, cols = np.nonzero(mask)
+  centre = np.array([rows.mean(), cols.mean()])
+  angles = np.linspace(0, 2 * np.pi, 3600, endpoint=False)
+  direction = np.stack([np.sin(angles), np.cos(angles)], 1)  # (row, col)
+  proj_removed = (np.argwhere(removed) - centre) @ direction.T
+  proj_kept = (np.argwhere(new) - centre) @ direction.T
+  margin = 0.05
+  ok = (proj_removed.min(0) > -margin) & (proj_kept.max(0, initial=-np.inf) < margin)
+  return bool(ok.any())
+
+
+_ERRORS = [("boundary_noise", 2), ("over_segment", 2), ("under_segment", None),
+           ("coarse_outlines", "box"), ("coarse_outlines", 2)]
+
+
+@pytest.mark.parametrize("name,size", _ERRORS)
+def test_segmentation_errors_rate_whole_objects_and_void(name, size):
+  arrays = _diamond_arrays()
+  before = _by_id(arrays)
+  corrupt = getattr(noise, name)
+  after = _run(lambda ex: corrupt(ex, 0.5, 3, size), arrays)
+  changed = []
+  for i, b in before.items():
+    a = after[i]
+    void = b["label"] == _V
+    np.testing.assert_array_equal(a["label"] == _V, void)
+    np.testing.assert_array_equal(a["objects"], b["objects"])
+    touched = np.zeros_like(void)
+    for k in (1, 2):
+      old_mask = (b["instances"] == k) & ~void
+      new_mask = (a["instances"] == k) & ~void
+      touched |= old_mask | new_mask
+      # The object keeps its class on every pixel it has.
+      assert set(np.unique(a["label"][new_mask]).tolist()) <= {b["objects"][k - 1]}
+      np.testing.assert_array_equal(a["label"][old_mask & ~new_mask], 0)
+      if np.array_equal(old_mask, new_mask):
+        changed.append(False)
+        continue
+      changed.append(True)
+      background = (b["label"] == 0)
+      outcomes = _reference_outcomes(name, size, old_mask, void, background)
+      if outcomes is None:
+        assert _is_half_plane_cut(old_mask, new_mask), (i, k)
+      else:
+        assert any(np.array_equal(new_mask, o) for o in outcomes), (i, k)
+    # Pixels of no object, before or after, are unchanged.
+    np.testing.assert_array_equal(a["label"][~touched], b["label"][~touched])
+  # Every affected diamond changes shape, so the changed fraction is the rate (2000 objects:
+  # binomial sd 0.011).
+  assert abs(np.mean(changed) - 0.5) < 0.04
+
+
+def test_segmentation_errors_are_deterministic_per_seed_and_order():
+  arrays = _diamond_arrays(400)
+
+  def labels(seed, shuffle_seed=None):
+    out = _run(lambda ex: noise.boundary_noise(ex, 0.5, seed, 2), arrays, shuffle_seed)
+    return np.stack([out[i]["label"] for i in sorted(out)])
+  a, b, c = labels(11, shuffle_seed=1), labels(11, shuffle_seed=2), labels(12)
+  np.testing.assert_array_equal(a, b)
+  original = np.stack([v["label"] for _, v in sorted(_by_id(arrays).items())])
+  # Objects changed under seeds 11 and 12: about half of the decisions agree.
+  changed_a = [(a[:, r0:r1, r0:r1] != original[:, r0:r1, r0:r1]).any(axis=(1, 2))
+               for r0, r1 in ((0, 8), (8, 16))]
+  changed_c = [(c[:, r0:r1, r0:r1] != original[:, r0:r1, r0:r1]).any(axis=(1, 2))
+               for r0, r1 in ((0, 8), (8, 16))]
+  same = np.mean(np.concatenate(changed_a) == np.concatenate(changed_c))
+  assert 0.4 < same < 0.6
+
+
+def test_segmentation_error_strings():
+  from jaxpu.data import pipeline  # pylint: disable=g-import-not-at-top
+  allowed = pipeline.SEGMENTATION_CORRUPTIONS
+  assert set(noise.SEGMENTATION_ERRORS) <= set(allowed)
+  parse = pipeline.parse_corruption
+  assert parse("unsegment_objects:0.5", allowed) == ("unsegment_objects", 0.5, None)
+  assert parse("boundary_noise:0.5:3", allowed) == ("boundary_noise", 0.5, 3)
+  assert parse("boundary_noise:0.5", allowed) == ("boundary_noise", 0.5, 2)
+  assert parse("over_segment:1", allowed) == ("over_segment", 1.0, 2)
+  assert parse("coarse_outlines:1.0:box", allowed) == ("coarse_outlines", 1.0, "box")
+  assert parse("coarse_outlines:1.0:4", allowed) == ("coarse_outlines", 1.0, 4)
+  assert parse(("coarse_outlines", 0.5), allowed) == ("coarse_outlines", 0.5, "box")
+  assert parse("under_segment:0.25", allowed) == ("under_segment", 0.25, None)
+  for spec, match in [("boundary_noise:0.5:x", r"size 'x' is not k, the largest"),
+                      ("boundary_noise:0.5:0", "size 0 is not k"),
+                      ("coarse_outlines:0.5:1", "size 1 is not 'box' or a down-sampling"),
+                      ("unsegment_objects:0.5:3", "unsegment_objects takes no size"),
+                      ("under_segment:0.5:3", "under_segment takes no size"),
+                      ("boundary_noise", "needs a rate.*'name:rate:size'"),
+                      ("boundary_noise:x:3", "rate 'x' is not a number")]:
+    with pytest.raises(ValueError, match=match):
+      parse(spec, allowed)
+  with pytest.raises(ValueError, match="pu_labels takes no size"):
+    parse("pu_labels:0.5:2", pipeline.CLASSIFICATION_CORRUPTIONS)
+
+
+@pytest.fixture(scope="module")
+def tiny_config():
+  from jaxpu.data import synthetic  # pylint: disable=g-import-not-at-top
+  return synthetic.synthetic_config(num_train_per_class=2, num_test_per_class=1)
+
+
+@pytest.mark.parametrize("corruption,task", [("boundary_noise:1.0:2", "multiclass"),
+                                             ("coarse_outlines:1.0:box", "binary"),
+                                             ("under_segment:1.0", "multiclass"),
+                                             ("over_segment:1.0:1", "binary")])
+def test_segmentation_errors_in_make_segmentation_data_train_split_only(tiny_config, corruption,
+                                                                        task):
+  from jaxpu import data as data_lib  # pylint: disable=g-import-not-at-top
+
+  def make(corruption):  # the embedded data in the run's private JAXPU_DATA_DIR (conftest)
+    return data_lib.make_segmentation_data("synthetic", batch_size=4, config=tiny_config,
+                                           task=task, corruption=corruption,
+                                           with_true_label=True, as_numpy=True)
+  noisy, clean = make(corruption), make(None)
+  assert noisy.num_train_examples == 40 and noisy.steps_per_epoch == 10
+  train_noisy, train_clean = noisy.train_iter(), clean.train_iter()  # same order (same seed)
+  batches = [(next(train_noisy), next(train_clean)) for _ in range(10)]
+  label = np.concatenate([b["label"] for b, _ in batches])
+  true = np.concatenate([b["true_label"] for b, _ in batches])
+  np.testing.assert_array_equal(true, np.concatenate([c["label"] for _, c in batches]))
+  np.testing.assert_array_equal(label == _V, true == _V)
+  # Rate 1: every training image's object changes outline; classes stay those of the task.
+  assert (label != true).any(axis=(1, 2)).all()
+  assert set(np.unique(label).tolist()) <= set(range(noisy.num_classes)) | {_V}
+  changed = label != true
+  assert np.all((label[changed] == 0) | (true[changed] == 0))
+  for a, b in zip(noisy.eval_iter(), clean.eval_iter(), strict=True):
+    np.testing.assert_array_equal(a["label"], b["label"])
+    np.testing.assert_array_equal(a["label"], a["true_label"])

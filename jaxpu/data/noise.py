@@ -25,6 +25,39 @@ fixed dataset: identical across epochs, shuffles, hosts and processes, and
 different for another seed. Whole objects change (every pixel of object k gets
 object k's new class), void pixels (255) stay void, and `"objects"` follows.
 
+Segmentation errors (§6: "imprecise boundaries, over-segmenting and
+under-segmenting the objects ... left for future works") change the *outline*
+of each object w.p. `rate`, never its class. An object is an instance of the
+instance mask (both the synthetic data and VOC have one; connected pieces of
+one occluded instance form one object); its mask is its non-void pixels.
+Pixels leaving an object become background (0); pixels joining it take its
+class, only where the label is background (never void, never another object;
+a pixel two objects reach joins the lower-numbered one; `set_object_masks`).
+`"instances"` follows, `"objects"` stays. Draws are keyed like the
+corruptions above (decision, size and kind: three independent draws per
+object). Strings for `make_segmentation_data` are "name:rate[:size]":
+
+| function | string | each object w.p. `rate` ... |
+|---|---|---|
+| `boundary_noise` | `boundary_noise:p[:k]` | eroded or dilated (1/2 each) by 1..k pixels (default k 2) |
+| `over_segment` | `over_segment:p[:k]` | dilated by k pixels (default 2) |
+| `under_segment` | `under_segment:p` | loses the part beyond a random line through its centroid |
+| `coarse_outlines` | `coarse_outlines:p[:box|f]` | → its bounding box (default) or its 1/f-resolution mask |
+
+The radius is uniform in 1..k and the line's angle uniform (the line cuts
+away about half of the object). The 1/f-resolution mask keeps an f×f block
+(grid from the top left) iff at least half of its in-image pixels are the
+object's, up-sampled nearest. Like the corruptions above, these act on class
+ids before the task's label mapping, so they serve every task (binary
+included).
+
+Erosion and dilation use a (2r+1)×(2r+1) square (r repeated 3×3 max-pools);
+erosion treats pixels outside the image as inside the object and void as
+outside, dilation first crosses up to `VOID_BAND` (5) void pixels next to the
+object, so the band it adds lies outside the void band ringing VOC and
+synthetic objects. Erosion (and, rarely, the 1/f version or a cut of a tiny
+object) can remove an object entirely.
+
 `subsample(example, fraction, seed)` is a filter predicate keeping each
 training example with probability `fraction`, keyed the same way.
 
@@ -188,6 +221,226 @@ def false_positive_objects(example: dict, rate: float, seed: int,
     allowed = tf.constant(sorted(int(c) for c in candidates), tf.int32)
     flip &= tf.reduce_any(tf.equal(objects[:, None], allowed[None, :]), axis=1)
   return set_object_classes(example, tf.where(flip, int(target), objects))
+
+
+# ----------------------------------------------------------------------------
+# Segmentation errors (§6's future work): imprecise, over- and under-segmented
+# outlines of whole objects.
+# ----------------------------------------------------------------------------
+
+# Void steps the dilations cross before measuring (VOC's band is 5 pixels wide).
+VOID_BAND = 5
+SEGMENTATION_ERRORS = ("boundary_noise", "coarse_outlines", "under_segment", "over_segment")
+# name -> (what the size is, its default); under_segment takes no size.
+ERROR_SIZES = {"boundary_noise": ("k, the largest erosion/dilation in pixels (int >= 1)", 2),
+               "over_segment": ("k, the added band in pixels (int >= 1)", 2),
+               "coarse_outlines": ("'box' or a down-sampling factor (int >= 2)", "box")}
+
+
+def check_size(name: str, size=None):
+  """The validated size of corruption `name` (its default when `size` is None).
+
+  `size` may be the text after the second colon of "name:rate:size". Raises
+  ValueError naming what the corruption accepts.
+  """
+  if name not in ERROR_SIZES:
+    if size is not None:
+      raise ValueError(f"{name} takes no size: write '{name}:rate'.")
+    return None
+  what, default = ERROR_SIZES[name]
+  if size is None:
+    return default
+  if name == "coarse_outlines" and size == "box":
+    return "box"
+  if isinstance(size, str):
+    try:
+      size = int(size)
+    except ValueError:
+      raise ValueError(f"{name}: size {size!r} is not {what}.") from None
+  minimum = 2 if name == "coarse_outlines" else 1
+  if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size < minimum:
+    raise ValueError(f"{name}: size {size!r} is not {what}.")
+  return int(size)
+
+
+def object_masks(example: dict) -> tf.Tensor:
+  """bool `[n, H, W]`: the non-void pixels of object k at index k-1."""
+  instances = tf.cast(example["instances"], tf.int32)
+  label = tf.cast(example["label"], tf.int32)
+  ids = tf.range(1, tf.shape(example["objects"])[0] + 1)
+  return tf.equal(instances[None], ids[:, None, None]) & (label != VOID)[None]
+
+
+def _grow(masks: tf.Tensor) -> tf.Tensor:
+  """One 3×3 dilation of bool `[n, H, W]` masks (outside the image ignored)."""
+  pooled = tf.nn.max_pool2d(tf.cast(masks, tf.float32)[..., None], 3, 1, "SAME")
+  return pooled[..., 0] > 0
+
+
+def _steps(masks, radius, max_radius, step):
+  """Applies `step` radius[i] times to mask i (`radius` int32 `[n]`, at most `max_radius`)."""
+  radius = tf.convert_to_tensor(radius, tf.int32)
+  for i in range(int(max_radius)):
+    masks = tf.where((i < radius)[:, None, None], step(masks), masks)
+  return masks
+
+
+def dilate(masks: tf.Tensor, radius, max_radius: int, void: tf.Tensor | None = None) -> tf.Tensor:
+  """Dilates mask i by a (2r+1)×(2r+1) square, r = `radius[i]` (≤ `max_radius`).
+
+  With `void` (bool `[H, W]`), the dilation first crosses up to `VOID_BAND`
+  void pixels next to the mask (void pixels reached stay in the mask), so the
+  band it adds lies outside a void band ringing the object. Masks with r = 0
+  are returned unchanged.
+  """
+  masks = tf.convert_to_tensor(masks, tf.bool)
+  start = masks
+  if void is not None:
+    for _ in range(VOID_BAND):
+      start = start | (_grow(start) & void[None])
+  grown = _steps(start, radius, max_radius, _grow)
+  return tf.where((tf.convert_to_tensor(radius, tf.int32) > 0)[:, None, None], grown, masks)
+
+
+def erode(masks: tf.Tensor, radius, max_radius: int) -> tf.Tensor:
+  """Erodes mask i by a (2r+1)×(2r+1) square, r = `radius[i]` (≤ `max_radius`).
+
+  Pixels outside the image count as inside the mask (an object cut by the
+  image border is not eroded from the border).
+  """
+  return ~_steps(~tf.convert_to_tensor(masks, tf.bool), radius, max_radius, _grow)
+
+
+def bounding_boxes(masks: tf.Tensor) -> tf.Tensor:
+  """The filled bounding box of each mask (empty masks stay empty)."""
+  masks = tf.convert_to_tensor(masks, tf.bool)
+
+  def span(any_):  # [n, L] → True between the first and the last True
+    seen = tf.cast(any_, tf.int32)
+    return (tf.cumsum(seen, axis=1) > 0) & (tf.cumsum(seen, axis=1, reverse=True) > 0)
+  rows = span(tf.reduce_any(masks, axis=2))
+  cols = span(tf.reduce_any(masks, axis=1))
+  return rows[:, :, None] & cols[:, None, :]
+
+
+def coarsen(masks: tf.Tensor, factor: int) -> tf.Tensor:
+  """Each mask at 1/`factor` resolution, then up-sampled nearest: a
+  `factor`×`factor` block (grid from the top left) is in the mask iff at least
+  half of its pixels inside the image are."""
+  masks = tf.convert_to_tensor(masks, tf.bool)
+  shape = tf.shape(masks)
+  h, w = shape[1], shape[2]
+  pad = [[0, 0], [0, (-h) % factor], [0, (-w) % factor]]
+  inside = tf.pad(tf.ones_like(masks, tf.float32), pad)[..., None]
+  values = tf.pad(tf.cast(masks, tf.float32), pad)[..., None]
+  count = tf.nn.avg_pool2d(values, factor, factor, "VALID")
+  total = tf.nn.avg_pool2d(inside, factor, factor, "VALID")
+  blocks = (count[..., 0] >= 0.5 * total[..., 0]) & (count[..., 0] > 0)
+  up = tf.repeat(tf.repeat(blocks, factor, axis=1), factor, axis=2)
+  return up[:, :h, :w]
+
+
+def half_plane_cuts(masks: tf.Tensor, angles: tf.Tensor) -> tf.Tensor:
+  """Each mask without its pixels strictly beyond the line through its centroid
+  perpendicular to direction `angles[i]` (radians; 0 = +column, π/2 = +row)."""
+  masks = tf.convert_to_tensor(masks, tf.bool)
+  shape = tf.shape(masks)
+  rows = tf.cast(tf.range(shape[1]), tf.float32)[None, :, None]
+  cols = tf.cast(tf.range(shape[2]), tf.float32)[None, None, :]
+  weight = tf.cast(masks, tf.float32)
+  count = tf.maximum(tf.reduce_sum(weight, axis=[1, 2]), 1.0)
+  centre_row = (tf.reduce_sum(weight * rows, axis=[1, 2]) / count)[:, None, None]
+  centre_col = (tf.reduce_sum(weight * cols, axis=[1, 2]) / count)[:, None, None]
+  angles = tf.cast(angles, tf.float32)[:, None, None]
+  beyond = (cols - centre_col) * tf.cos(angles) + (rows - centre_row) * tf.sin(angles)
+  return masks & ~(beyond > 1e-4)
+
+
+def set_object_masks(example: dict, old: tf.Tensor, new: tf.Tensor) -> dict:
+  """Object k's pixels become `new[k-1]` (in `"label"` and `"instances"`).
+
+  Pixels leaving object k become background (0); pixels joining it take its
+  class, only where the label is background (never void or another object;
+  a pixel several objects reach joins the lowest-numbered). `"objects"` is
+  unchanged (an object eroded or cut away entirely keeps its class there).
+  """
+  label = tf.cast(example["label"], tf.int32)
+  instances = tf.cast(example["instances"], tf.int32)
+  objects = tf.cast(example["objects"], tf.int32)
+  removed = tf.reduce_any(old & ~new, axis=0)
+  background = (label == 0) & (instances == 0)
+  added = new & ~old & background[None]
+  joins = tf.reduce_any(added, axis=0)
+  # The lowest object adding a pixel (a plane of ones after the objects: n may be 0).
+  first = tf.argmax(tf.concat([tf.cast(added, tf.int32), tf.ones_like(label)[None]], 0),
+                    axis=0, output_type=tf.int32)
+  new_label = tf.where(joins, tf.gather(tf.concat([objects, [0]], 0), first),
+                       tf.where(removed, 0, label))
+  new_instances = tf.where(joins, first + 1, tf.where(removed, 0, instances))
+  return {**example, "label": tf.cast(new_label, example["label"].dtype),
+          "instances": tf.cast(new_instances, example["instances"].dtype)}
+
+
+def _error_draws(example, seed, name, count):
+  """Three independent uniforms per object: the decision (`name`), the size
+  (`name/size`) and the kind (`name/kind`)."""
+  return [_uniforms(seed, suffix, example["id"], count)
+          for suffix in (name, f"{name}/size", f"{name}/kind")]
+
+
+def boundary_noise(example: dict, rate: float, seed: int, k: int = 2) -> dict:
+  """Imprecise boundaries: each object, w.p. `rate`, is eroded or dilated
+  (1/2 each) by a uniformly random 1..`k` pixels (a square structuring
+  element; `dilate`, `erode`)."""
+  rate, k = _check_rate(rate), check_size("boundary_noise", k)
+  _check_objects(example, "boundary_noise")
+  masks = object_masks(example)
+  n = tf.shape(masks)[0]
+  u, u_size, u_kind = _error_draws(example, seed, "boundary_noise", n)
+  radius = tf.where(u < rate, 1 + tf.minimum(tf.cast(u_size * k, tf.int32), k - 1), 0)
+  grow = u_kind < 0.5
+  void = tf.equal(tf.cast(example["label"], tf.int32), VOID)
+  new = tf.where(grow[:, None, None], dilate(masks, tf.where(grow, radius, 0), k, void),
+                 erode(masks, tf.where(grow, 0, radius), k))
+  return set_object_masks(example, masks, new)
+
+
+def over_segment(example: dict, rate: float, seed: int, k: int = 2) -> dict:
+  """Over-segmentation: each object, w.p. `rate`, gains the `k`-pixel band of
+  background around it (and around its void band; `dilate`)."""
+  rate, k = _check_rate(rate), check_size("over_segment", k)
+  _check_objects(example, "over_segment")
+  masks = object_masks(example)
+  u = _uniforms(seed, "over_segment", example["id"], tf.shape(masks)[0])
+  void = tf.equal(tf.cast(example["label"], tf.int32), VOID)
+  new = dilate(masks, tf.where(u < rate, k, 0), k, void)
+  return set_object_masks(example, masks, new)
+
+
+def under_segment(example: dict, rate: float, seed: int, size=None) -> dict:
+  """Under-segmentation: each object, w.p. `rate`, loses the part beyond a
+  line through its centroid at a uniformly random angle (about half of it;
+  `half_plane_cuts`) to the background."""
+  rate = _check_rate(rate)
+  check_size("under_segment", size)
+  _check_objects(example, "under_segment")
+  masks = object_masks(example)
+  u, u_angle, _ = _error_draws(example, seed, "under_segment", tf.shape(masks)[0])
+  new = tf.where((u < rate)[:, None, None], half_plane_cuts(masks, 2 * np.pi * u_angle), masks)
+  return set_object_masks(example, masks, new)
+
+
+def coarse_outlines(example: dict, rate: float, seed: int, size="box") -> dict:
+  """Coarse outlines: each object, w.p. `rate`, is replaced by its bounding box
+  (`size="box"`, `bounding_boxes`) or by its mask at 1/`size` resolution
+  (majority per `size`×`size` block, up-sampled nearest; `coarsen`)."""
+  rate, size = _check_rate(rate), check_size("coarse_outlines", size)
+  _check_objects(example, "coarse_outlines")
+  masks = object_masks(example)
+  u = _uniforms(seed, "coarse_outlines", example["id"], tf.shape(masks)[0])
+  coarse = bounding_boxes(masks) if size == "box" else coarsen(masks, size)
+  new = tf.where((u < rate)[:, None, None], coarse, masks)
+  return set_object_masks(example, masks, new)
 
 
 def lookup_table(mapping: Mapping[int, int]) -> np.ndarray:

@@ -82,7 +82,8 @@ from jaxpu.data.batching import check_preprocessing
 
 SEGMENTATION_DATASETS = ("synthetic", "voc")
 CLASSIFICATION_DATASETS = ("synthetic", "cifar", "digits", "moons")
-SEGMENTATION_CORRUPTIONS = ("unsegment_objects", "mislabel_objects", "false_positive_objects")
+SEGMENTATION_CORRUPTIONS = ("unsegment_objects", "mislabel_objects",
+                            "false_positive_objects") + noise.SEGMENTATION_ERRORS
 CLASSIFICATION_CORRUPTIONS = ("pu_labels",)
 TASKS = ("multiclass", "binary", "categories", "random_categories:K", "target")
 
@@ -98,26 +99,46 @@ VOC_MAX_SIDE = 500
 # ----------------------------------------------------------------------------
 
 
-def parse_corruption(spec, allowed: Sequence[str]) -> tuple[str, float] | None:
-  """`None`/"none" → None; "name:rate" or (name, rate) → (name, rate)."""
+def parse_corruption(spec, allowed: Sequence[str]) -> tuple[str, float, int | str | None] | None:
+  """`None`/"none" → None; "name:rate[:size]" or (name, rate[, size]) → (name, rate, size).
+
+  `size` (`noise.check_size`; its default when omitted, None for corruptions
+  without one): boundary_noise k (erode/dilate by 1..k pixels, default 2),
+  over_segment k (default 2), coarse_outlines "box" (default) or a
+  down-sampling factor; e.g. "boundary_noise:0.5:3", "coarse_outlines:1.0:4".
+  """
   if spec is None or spec == "none" or spec == "":
     return None
   if isinstance(spec, str):
-    name, sep, rate = spec.partition(":")
+    name, sep, rest = spec.partition(":")
     if not sep:
-      raise ValueError(f"Corruption {spec!r} needs a rate: write '{spec}:0.5'.")
+      raise ValueError(f"Corruption {spec!r} needs a rate: write '{spec}:0.5' "
+                       "(segmentation errors also take a size: 'name:rate:size').")
+    rate, _, size = rest.partition(":")
+    size = size or None
     try:
       rate = float(rate)
     except ValueError:
-      raise ValueError(f"Corruption {spec!r}: rate {rate!r} is not a number.") from None
+      raise ValueError(f"Corruption {spec!r}: rate {rate!r} is not a number "
+                       "(write 'name:rate' or 'name:rate:size').") from None
   else:
-    name, rate = spec
+    name, rate, *size = spec
+    if len(size) > 1:
+      raise ValueError(f"Corruption {spec!r}: give (name, rate) or (name, rate, size).")
+    size = size[0] if size else None
   if name not in allowed:
     raise ValueError(f"Unknown corruption {name!r} here; choose one of {list(allowed)} "
-                     "(as 'name:rate') or None.")
+                     "(as 'name:rate', or 'name:rate:size' for "
+                     f"{sorted(noise.ERROR_SIZES)}) or None.")
   if not 0 <= rate <= 1:
     raise ValueError(f"Corruption {name!r}: rate must be in [0, 1], got {rate}.")
-  return name, float(rate)
+  try:
+    size = noise.check_size(name, size)
+  except ValueError as e:
+    raise ValueError(f"Corruption {spec!r}: {e} Sizes: "
+                     + "; ".join(f"{n}: {w}" for n, (w, _) in noise.ERROR_SIZES.items())
+                     + ".") from None
+  return name, float(rate), size
 
 
 def selected_classes(fold: int | None, phase: str) -> tuple[int, ...]:
@@ -246,7 +267,10 @@ def make_segmentation_data(
       object (the thesis, single-object images) or make those objects
       "background".
     corruption: None or "unsegment_objects:p" | "mislabel_objects:p" |
-      "false_positive_objects:p" (training split only).
+      "false_positive_objects:p" (label noise of the thesis), or a
+      segmentation error "boundary_noise:p[:k]" | "over_segment:p[:k]" |
+      "under_segment:p" | "coarse_outlines:p[:box|f]" (`jaxpu.data.noise`;
+      training split only).
     noise_seed: seed of the corruption and of `subsample` (one fixed noisy
       dataset per seed).
     seed: seed of the shuffling and augmentation.
@@ -357,7 +381,10 @@ def make_segmentation_data(
 def _segmentation_corruption(corruption, noise_seed, selected, target) -> Callable | None:
   if corruption is None:
     return None
-  name, rate = corruption
+  name, rate, size = corruption
+  if name in noise.SEGMENTATION_ERRORS:
+    corrupt = getattr(noise, name)
+    return lambda ex: corrupt(ex, rate, noise_seed, size)
   if name == "unsegment_objects":
     return lambda ex: noise.unsegment_objects(ex, rate, noise_seed)
   if name == "mislabel_objects":
