@@ -33,8 +33,8 @@ as `fig5_f1_vs_labelled_fraction.png` and a `fig5` table. The thesis does not
 say how the class weight followed the fraction; it stays 0.5 here.
 
 Datasets: `synthetic` (default: the classification view of the embedded data,
-10 relevant categories + 10 others as class 0; 16×16 at the cpu scale, 32×32 at
-paper scale), `digits` (sklearn's handwritten digits, 0-4 relevant), `cifar`
+10 relevant categories + 10 others as class 0; the 16×16 `classification`
+config at the cpu scale, larger objects than the segmentation data's), `digits` (sklearn's handwritten digits, 0-4 relevant), `cifar`
 (CIFAR-10 + CIFAR-100 from TFDS, prepared beforehand with
 `tfds build cifar10 cifar100 --data_dir=DIR`; the paper's numbers are shown
 beside ours).
@@ -88,8 +88,8 @@ def make_data(config, labels: str, seed: int, fraction: float):
                 with_true_label=True, eval_batch_size=config.eval_batch_size,
                 data_dir=config.data.data_dir)
   overrides = {k: v for k, v in config.data.synthetic.items() if v is not None}
-  if config.dataset == "synthetic" and overrides:
-    kwargs["config"] = synthetic.synthetic_config("single", **overrides)
+  if config.dataset == "synthetic" and (overrides or config.data.synthetic_config != "single"):
+    kwargs["config"] = synthetic.synthetic_config(config.data.synthetic_config, **overrides)
   if config.dataset != "cifar" and config.image_size:
     kwargs["image_size"] = config.image_size
   if labels == "subset":

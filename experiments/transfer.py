@@ -68,6 +68,16 @@ def validate(config) -> tuple[tuple[str, ...], tuple[int, ...]]:
   for section in ("pretrain", "finetune"):
     experiment.check_training(config, section)
   experiment.require_fraction(config, "finetune_fraction", allow_none=True)
+  longer = config.pretrain_multiclass
+  if longer.steps is not None:
+    experiment.require_positive_int(config, "pretrain_multiclass.steps")
+    every = longer.checkpoint_every or config.pretrain.checkpoint_every
+    experiment.require(every <= longer.steps, "pretrain_multiclass.checkpoint_every", every,
+                       f"must be at most pretrain_multiclass.steps ({longer.steps})")
+    experiment.require(config.pretrain.warmup_steps < longer.steps, "pretrain_multiclass.steps",
+                       longer.steps, "must exceed pretrain.warmup_steps")
+  elif longer.checkpoint_every is not None:
+    experiment.require_positive_int(config, "pretrain_multiclass.checkpoint_every")
   if config.dataset == "voc":
     experiment.require(config.data.manual_dir is not None, "data.manual_dir", None,
                        "voc needs the folder with your VOC2011 and SBD archives")
@@ -81,16 +91,22 @@ def make_runner(config, workdir: str) -> seg.Runner:
   finetune = dataclasses.replace(
       seg.spec_from_config(config.finetune, config.model, config.model_options),
       num_classes=6, loss="softmax_cross_entropy")
+  longer = {k: v for k, v in config.pretrain_multiclass.items() if v is not None}
   return seg.Runner(workdir, pretrain=template, finetune=finetune, dataset=config.dataset,
                     data_options=seg.data_options(config.data, config.dataset),
-                    finetune_fraction=config.finetune_fraction)
+                    finetune_fraction=config.finetune_fraction, multiclass_pretrain=longer)
 
 
-def planned_runs(tables, folds, seeds) -> int:
-  """How many training runs `measure` makes: pre-trainings and distinct fine-tunings."""
+def planned_work(tables, folds, seeds, runner: seg.Runner) -> tuple[int, int]:
+  """(runs, steps) that `measure` trains: pre-trainings and distinct fine-tunings."""
   rows = thesis_rows.rows_for(tables)
-  sources = {row.training for row in rows}
-  return (len(thesis_rows.trainings_for(rows)) + len(sources)) * len(folds) * len(seeds)
+  pretrainings = thesis_rows.trainings_for(rows)
+  fine_tunings = len({row.training for row in rows})
+  steps = sum(runner.multiclass_pretrain.get("steps", runner.pretrain.steps)
+              if not t.binary else runner.pretrain.steps for t in pretrainings)
+  steps += fine_tunings * runner.finetune.steps
+  repeats = len(folds) * len(seeds)
+  return (len(pretrainings) + fine_tunings) * repeats, steps * repeats
 
 
 def measure(tables, folds, seeds, runner: seg.Runner, outputs: experiment.Outputs) -> None:
@@ -153,7 +169,8 @@ def run(config, workdir: str) -> list[report.Cell]:
   outputs = experiment.Outputs(workdir, resolved)
   runner = make_runner(config, workdir)
   seeds = experiment.repeat_seeds(config)
-  runner.progress = experiment.Progress("transfer", planned_runs(tables, folds, seeds))
+  runs, steps = planned_work(tables, folds, seeds, runner)
+  runner.progress = experiment.Progress("transfer", steps, runs)
   measure(tables, folds, seeds, runner, outputs)
 
   specs = [FIG7_SPEC if t == "fig7" else paper.paper_spec(t) for t in tables]
@@ -171,8 +188,9 @@ def run(config, workdir: str) -> list[report.Cell]:
       f"repeat(s) (n in results.json); each repeat's value is the mean of its last "
       f"{runner.finetune.keep} snapshots, and each repeat re-runs the pre-trainings with its "
       f"own seed (init, shuffling, label noise). `Average` averages the folds per repeat. "
-      f"Scale `{config.scale}`: {config.model}, pre-training {config.pretrain.steps} steps, "
-      f"fine-tuning {config.finetune.steps} steps on {fraction}.\n")
+      f"Scale `{config.scale}`: {config.model}, pre-training {config.pretrain.steps} steps "
+      f"(multi-class pre-trainings: {config.pretrain_multiclass.steps or config.pretrain.steps}"
+      f"), fine-tuning {config.finetune.steps} steps on {fraction}.\n")
   reference = paper.reference_cells(tables) if config.dataset == "voc" else None
   markdown = outputs.write(specs, reference=reference, preamble=preamble,
                            epilogue=verdicts_markdown(outputs.cells))

@@ -14,8 +14,12 @@ def check_scale(arg) -> str:
   return scale
 
 
-def base(scale: str, dataset: str, repeats: int = 1) -> config_dict.ConfigDict:
-  """The fields every experiment has: scale, dataset, seed, repeats, data location."""
+def base(scale: str, dataset: str) -> config_dict.ConfigDict:
+  """The fields every experiment has: scale, dataset, seed, repeats, data location.
+
+  Three repeats (the thesis' number) except at the smoke scale (one).
+  """
+  repeats = 1 if scale == "smoke" else 3
   config = config_dict.ConfigDict()
   config.scale = scale
   config.dataset = dataset

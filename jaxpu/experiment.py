@@ -334,17 +334,23 @@ def check_training(config: Any, section: str) -> None:
 
 
 class Progress:
-  """Counts finished training runs and prints the elapsed time and an ETA."""
+  """Counts finished training runs and prints the elapsed time and an ETA.
 
-  def __init__(self, name: str, total: int):
-    self.name, self.total, self.done = name, total, 0
+  The ETA weighs each run by its work (e.g. its steps): `total` is the work
+  of all planned runs, each call adds the work of the run that finished.
+  """
+
+  def __init__(self, name: str, total: float, runs: int):
+    self.name, self.total, self.runs = name, total, runs
+    self.done, self.finished = 0.0, 0
     self.started = time.time()
 
-  def __call__(self, label: str) -> None:
-    self.done += 1
+  def __call__(self, label: str, work: float = 1.0) -> None:
+    self.done += work
+    self.finished += 1
     elapsed = time.time() - self.started
-    eta = elapsed / self.done * (self.total - self.done)
-    print(f"[{self.name}] {self.done}/{self.total} runs done ({label}); "
+    eta = elapsed / max(self.done, 1e-9) * max(self.total - self.done, 0.0)
+    print(f"[{self.name}] {self.finished}/{self.runs} runs done ({label}); "
           f"{_clock(elapsed)} elapsed, ETA {_clock(eta)}", flush=True)
 
 

@@ -154,7 +154,12 @@ class Runner:
     finetune_fraction: fine-tune on this seeded fraction of the fold's
       training images (None: all). The subset is drawn with the repeat's seed,
       so every row of a repeat fine-tunes on the same images.
-    progress: called with a label after each run this runner trains or reuses.
+    multiclass_pretrain: `TrainSpec` fields that replace the template's for
+      pre-trainings with more than one output (multiclass, categories): e.g.
+      {"steps": 2400, "checkpoint_every": 240}, as a 16-class softmax needs
+      a longer schedule than a binary one to learn its task.
+    progress: called with a label and the run's steps after each run this
+      runner trains or reuses (e.g. `jaxpu.experiment.Progress`).
   """
   workdir: str
   pretrain: runs.TrainSpec
@@ -162,6 +167,7 @@ class Runner:
   dataset: str = "synthetic"
   data_options: Mapping[str, Any] = dataclasses.field(default_factory=dict)
   finetune_fraction: Optional[float] = None
+  multiclass_pretrain: Mapping[str, Any] = dataclasses.field(default_factory=dict)
   progress: Optional[Callable[[str], None]] = None
   _data: dict = dataclasses.field(default_factory=dict, repr=False)
   _runs: dict = dataclasses.field(default_factory=dict, repr=False)
@@ -194,8 +200,9 @@ class Runner:
 
   def pretrain_spec(self, training: Training, num_label_values: int) -> runs.TrainSpec:
     outputs = 1 if training.binary else num_label_values
+    longer = {} if training.binary else dict(self.multiclass_pretrain)
     return dataclasses.replace(self.pretrain, num_classes=outputs, loss=training.loss,
-                               loss_kwargs=training.loss_kwargs)
+                               loss_kwargs=training.loss_kwargs, **longer)
 
   def train(self, training: Training, fold: Optional[int], seed: int) -> runs.RunResult:
     """Trains `training` on the fold's pre-training classes (all 20 if fold is None)."""
@@ -206,12 +213,12 @@ class Runner:
       self._runs[key] = _train(spec, data, pretrain_dir(self.workdir, training, fold, seed),
                                seed, identity=self.identity(training, fold, seed, "pretrain",
                                                             data))
-      self._report(f"pre-training {training.key}, fold {fold}, seed {seed}")
+      self._report(f"pre-training {training.key}, fold {fold}, seed {seed}", spec.steps)
     return self._runs[key]
 
-  def _report(self, label: str) -> None:
+  def _report(self, label: str, steps: int) -> None:
     if self.progress is not None:
-      self.progress(label)
+      self.progress(label, steps)
 
   def transfer(self, training: Optional[Training], fold: int, seed: int) -> runs.RunResult:
     """Fine-tunes on the fold's 5 classes from `training`'s encoder (None: random init)."""
@@ -224,7 +231,7 @@ class Runner:
                                seed, init_from=init_from,
                                identity=self.identity(None, fold, seed, "finetune", data))
       source = "random init" if training is None else training.key
-      self._report(f"fine-tuning from {source}, fold {fold}, seed {seed}")
+      self._report(f"fine-tuning from {source}, fold {fold}, seed {seed}", spec.steps)
     return self._runs[key]
 
 

@@ -1,6 +1,7 @@
 """The embedded synthetic dataset: design tables, drawing, TFDS builder."""
 
 import collections
+import hashlib
 
 import numpy as np
 import pytest
@@ -136,6 +137,42 @@ def test_multi_object_config(data_dir):
     assert ex["label"] == objects[int(np.argmax(sizes))]
 
 
+def _digest(drawn):
+  return hashlib.sha256(b"".join(np.ascontiguousarray(a).tobytes() for a in drawn)).hexdigest()
+
+
+@pytest.mark.parametrize("name,categories,digest", [
+    ("single", [3], "f15548374465242a"),
+    ("multi", [2, 7, 11], "e9b142fc5bae4fb8"),
+])
+def test_drawing_options_leave_the_named_configs_unchanged(name, categories, digest):
+  # Digests of the drawing before the radius/decoy/texture options existed.
+  spec = synthetic.BUILDER_CONFIGS[name].draw_spec
+  drawn = synthetic_draw.draw_image(np.random.default_rng((0, 0, 5)), spec, categories)
+  assert _digest(drawn)[:16] == digest
+
+
+def test_classification_config_draws_large_objects_without_decoy(data_dir):
+  config = synthetic.synthetic_config("classification", num_train_per_class=2,
+                                      num_test_per_class=1)
+  assert config.name == "classification-num_test_per_class1-num_train_per_class2"
+  spec = config.draw_spec
+  assert spec.image_size == 16 and spec.decoy_probability == 0 and spec.texture_scale == 2
+  assert synthetic.BUILDER_CONFIGS["classification"].num_examples("test") == 2000
+  examples = list(synthetic.load(config, data_dir).as_dataset(split="train")
+                  .as_numpy_iterator())
+  assert len(examples) == 40
+  assert all(ex["image"].shape == (16, 16, 3) for ex in examples)
+  index = 7
+  again = synthetic_draw.draw_image(np.random.default_rng((0, 0, index)), spec, [8])
+  by_id = {int(ex["id"]): ex for ex in examples}
+  np.testing.assert_array_equal(by_id[index]["image"], again[0])
+  small = synthetic.synthetic_config("single", image_size=16).draw_spec
+  sizes = [[(synthetic_draw.draw_image(np.random.default_rng((0, 0, i)), s, [1 + i % 20])[2]
+             == 1).sum() for i in range(20)] for s in (small, spec)]
+  assert np.mean(sizes[1]) > 1.3 * np.mean(sizes[0])  # radius 0.38-0.48 vs 0.28-0.40
+
+
 def test_config_overrides_and_errors():
   config = synthetic.synthetic_config(image_size=48, num_train_per_class=5)
   assert config.name == "single-image_size48-num_train_per_class5"
@@ -147,6 +184,12 @@ def test_config_overrides_and_errors():
     synthetic.synthetic_config(size=3)
   with pytest.raises(ValueError, match="image_size must be a positive int"):
     synthetic.synthetic_config(image_size=0)
+  with pytest.raises(ValueError, match="min_radius <= max_radius"):
+    synthetic.synthetic_config(min_radius=0.45, max_radius=0.4)
+  with pytest.raises(ValueError, match="decoy_probability"):
+    synthetic.synthetic_config(decoy_probability=1.5)
+  with pytest.raises(ValueError, match="texture_scale"):
+    synthetic.synthetic_config(texture_scale=0)
 
 
 def test_hosts_read_disjoint_halves(data_dir, tiny):

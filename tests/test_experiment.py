@@ -94,3 +94,12 @@ def test_config_checks_name_the_field():
   assert experiment.names("table3,table4") == ("table3", "table4")
   assert experiment.names(("table3", "fig7")) == ("table3", "fig7")
   assert experiment.repeat_seeds(config_dict.ConfigDict(dict(seed=5, repeats=3))) == [5, 6, 7]
+
+
+def test_progress_weighs_the_eta_by_work(capsys, monkeypatch):
+  clock = iter([100.0, 160.0])
+  monkeypatch.setattr(experiment.time, "time", lambda: next(clock))
+  progress = experiment.Progress("transfer", total=400, runs=5)
+  progress("pre-training", 100)  # 60 s for 100 of 400 steps: 180 s to go
+  assert "[transfer] 1/5 runs done (pre-training); 0:01:00 elapsed, ETA 0:03:00" in (
+      capsys.readouterr().out)

@@ -10,7 +10,8 @@ Fields: `dataset` (synthetic, digits, cifar), `seed`, `repeats`;
 `model_options` of the Table 6 CNN; `learning_rate`, `batch_size`, `epochs`
 (or `steps`, which wins when set), `snapshots` (evaluations per run; the last
 is reported), `eval_batch_size`; `image_size` (synthetic/digits only);
-`labelled_fraction` (of the relevant examples); `non_relevant_weight` (β of
+`data.synthetic_config` and `data.synthetic` (the embedded view and field
+overrides); `labelled_fraction` (of the relevant examples); `non_relevant_weight` (β of
 eq. 7, ClassWeighted and BootstrapHard's first stage), `bootstrap_beta` and
 `bootstrap_epochs` (eq. 11; §4), `generalized` (α, β, γ), `nnpu_surrogate`;
 `rows` (a subset of Table 1's rows; empty: all); `fig5` and `fractions`.
@@ -24,6 +25,11 @@ from jaxpu import configs as common
 def get_config(arg=None):
   scale = common.check_scale(arg)
   config = common.base(scale, "cifar" if scale == "paper" else "synthetic")
+  # The embedded data's config (`jaxpu.data.synthetic`) and field overrides:
+  # "classification" draws larger objects, no decoy, coarser textures, so that
+  # the Table 6 CNN learns the 16×16 images (mean F1 with clean labels 0.29
+  # on "single" after 10 epochs, 0.72 ± 0.01 on these after 15, seeds 0-2).
+  config.data.synthetic_config = "single" if scale == "paper" else "classification"
   config.data.synthetic = config_dict.ConfigDict()
   config.data.synthetic.num_train_per_class = config_dict.placeholder(int)
   config.data.synthetic.num_test_per_class = config_dict.placeholder(int)
@@ -48,7 +54,7 @@ def get_config(arg=None):
   (config.epochs, config.batch_size, config.learning_rate, config.bootstrap_epochs,
    config.snapshots, config.eval_batch_size, config.image_size) = {
        "smoke": (2, 8, 1e-3, 1, 1, 8, 16),
-       "cpu": (10, 32, 1e-3, 3, 2, 500, 16),
+       "cpu": (15, 32, 1e-3, 3, 2, 500, 16),
        "paper": (50, 128, 1e-4, 5, 10, 1000, None)}[scale]
   if config.image_size is None:
     config.image_size = config_dict.placeholder(int)

@@ -21,7 +21,7 @@ from jaxpu import configs as common
 
 def get_config(arg=None):
   scale = common.check_scale(arg)
-  config = common.base(scale, "moons", repeats=3)
+  config = common.base(scale, "moons")
   # The thesis does not name the activation; tanh gave smooth boundaries and
   # stable fits over seeds (ReLU's 2×6 net sometimes stops at a crude boundary).
   config.model_options = config_dict.ConfigDict(dict(hidden=(6, 6), activation="tanh",

@@ -49,6 +49,7 @@ def get_config(arg=None):
       sub.repeats = config.get_ref("repeats")
     config[name] = sub
   config.cifar_pu.fig5 = True
+  config.cifar_pu.fractions = (0.1, 0.3, 0.5, 0.7, 0.9)  # five points of Fig. 5 (its nine: 2×)
   config.binary_segmentation.sweep = True
   config.transfer.tables = ("table3", "table4", "table5", "fig7")
   config.transfer.folds = config.get_ref("folds")

@@ -7,11 +7,14 @@ r"""Config of `experiments.transfer` (Tables 3-5, Fig. 7): `get_config("smoke"|"
       --config.finetune.learning_rate=1e-3 --config.model_options.width=0.5
 
 Fields: `tables` (table3, table4, table5, fig7), `folds` (1-4), `seed`,
-`repeats`; `model` and `model_options`; `pretrain` and `finetune`
-(optimizer, learning_rate, schedule, warmup_steps, momentum, weight_decay,
-steps, batch_size, checkpoint_every, keep, loss_reduction);
-`finetune_fraction` (fine-tune on this seeded fraction of the fold's images;
-None: all); `data` (dataset files and options).
+`repeats` (each repeat re-runs the pre-trainings with its own seed);
+`model` and `model_options`; `pretrain` and `finetune` (optimizer,
+learning_rate, schedule, warmup_steps, momentum, weight_decay,
+bias_lr_mult, steps, batch_size, checkpoint_every, keep, loss_reduction);
+`pretrain_multiclass` (steps, checkpoint_every of the pre-trainings with
+several outputs; None: as `pretrain`); `finetune_fraction` (fine-tune on
+this seeded fraction of the fold's images, the same for every row of a
+repeat; None: all); `data` (dataset files and options).
 """
 
 from ml_collections import config_dict
@@ -57,6 +60,10 @@ def get_config(arg=None):
   config.tables = ("table4",)
   config.folds = (1,)
   config.finetune_fraction = config_dict.placeholder(float)
+  # Pre-trainings with several outputs (16 classes, categories) train longer.
+  config.pretrain_multiclass = config_dict.ConfigDict()
+  config.pretrain_multiclass.steps = config_dict.placeholder(int)
+  config.pretrain_multiclass.checkpoint_every = config_dict.placeholder(int)
   common.segmentation_data(config, **(dict(num_train_per_class=4, num_test_per_class=2)
                                       if scale == "smoke" else {}))
   if scale == "smoke":
@@ -67,13 +74,21 @@ def get_config(arg=None):
     config.finetune = common.training(learning_rate=2e-3, schedule="cosine", steps=4,
                                       batch_size=8, checkpoint_every=2)
   elif scale == "cpu":
-    # The compact FCN on the embedded data: Adam with cosine decay.
+    # The compact FCN on the embedded data, Adam with cosine decay. Protocol
+    # chosen by measurement (README, "Choosing the embedded transfer
+    # protocol"): the 16-class pre-training needs 2400 steps to learn its task
+    # (mean IU 0.18 after 800); fine-tuning on a seeded 10 % of the fold's
+    # images (about 110) for 300 steps, where random initialisation has
+    # plateaued, so the table measures the representation, not the budget.
     config.model = "fcn_small"
     config.model_options = common.fcn_options()
     config.pretrain = common.training(learning_rate=3e-3, schedule="cosine", warmup_steps=20,
-                                      steps=800, batch_size=32, checkpoint_every=160)
+                                      steps=800, batch_size=32, checkpoint_every=80)
+    config.pretrain_multiclass.steps = 2400
+    config.pretrain_multiclass.checkpoint_every = 240
     config.finetune = common.training(learning_rate=2e-3, schedule="cosine", warmup_steps=20,
-                                      steps=600, batch_size=16, checkpoint_every=60)
+                                      steps=300, batch_size=16, checkpoint_every=30)
+    config.finetune_fraction = 0.1
   else:
     paper_preset(config)
   return config

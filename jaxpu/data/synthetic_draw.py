@@ -113,12 +113,29 @@ def texture(kind: str, x: np.ndarray, y: np.ndarray, u: np.ndarray, period: floa
 
 @dataclasses.dataclass(frozen=True)
 class DrawSpec:
-  """How images are drawn (fields of the TFDS builder config)."""
+  """How images are drawn (fields of the TFDS builder config).
+
+  `min_radius` / `max_radius`: object radius bounds as fractions of the side
+  (None: 0.28 / 0.40 for a lone object, 0.14 / 0.24 for several);
+  `decoy_probability`: chance of the background's decoy blob;
+  `texture_scale`: a factor on the object texture periods. The defaults
+  draw every existing config unchanged.
+  """
   image_size: int = 32
   min_objects: int = 1
   max_objects: int = 1
   void_border: int = 1
   noise_std: float = 0.03
+  min_radius: float | None = None
+  max_radius: float | None = None
+  decoy_probability: float = 0.8
+  texture_scale: float = 1.0
+
+  def radius_range(self, num_objects: int) -> tuple[float, float]:
+    """(min, max) object radius as fractions of the side for `num_objects` objects."""
+    low, high = (0.28, 0.40) if num_objects == 1 else (0.14, 0.24)
+    return (low if self.min_radius is None else self.min_radius,
+            high if self.max_radius is None else self.max_radius)
 
 
 def _contrasting_colours(rng, min_difference=0.35):
@@ -137,7 +154,7 @@ def _rotated(rng, xx, yy, cx, cy):
   return c * dx + s * dy, -s * dx + c * dy, theta
 
 
-def _background(rng, size, xx, yy):
+def _background(rng, size, xx, yy, decoy_probability=0.8):
   """Smooth colour field + low-contrast texture + textured decoy blob."""
   corners = rng.uniform(0.1, 0.9, (3, 3, 3))
   t = np.linspace(0, 2, size)
@@ -150,7 +167,7 @@ def _background(rng, size, xx, yy):
   kind = rng.choice(classes.SYNTHETIC_TEXTURES)
   weight = texture(kind, x, y, x / size, rng.uniform(3, 6) * scale)
   img = img + rng.uniform(0.05, 0.1) * (weight[..., None] - 0.5) * rng.choice([-1, 1], 3)
-  if rng.uniform() < 0.8:  # decoy: a textured irregular blob
+  if rng.uniform() < decoy_probability:  # decoy: a textured irregular blob
     field = np.zeros((size, size))
     for _ in range(3):
       gx, gy = rng.uniform(0, size, 2)
@@ -189,17 +206,14 @@ def draw_image(rng: np.random.Generator, spec: DrawSpec, categories):
   """
   size = spec.image_size
   yy, xx = np.mgrid[0:size, 0:size].astype(np.float32) + 0.5
-  img = _background(rng, size, xx, yy)
+  img = _background(rng, size, xx, yy, spec.decoy_probability)
   _strokes(rng, img, xx, yy, rng.integers(1, 4))
   instances = np.zeros((size, size), np.uint8)
-  single = len(categories) == 1
+  low, high = spec.radius_range(len(categories))
   for k, category in enumerate(categories, start=1):
     shape, kind = classes.SYNTHETIC_CATEGORIES[category - 1][1:]
     for _ in range(20):
-      if single:
-        radius = rng.uniform(0.28, 0.40) * size
-      else:
-        radius = rng.uniform(0.14, 0.24) * size
+      radius = rng.uniform(low, high) * size
       cx, cy = rng.uniform(radius * 0.8, size - radius * 0.8, 2)
       x, y, _ = _rotated(rng, xx, yy, cx, cy)
       aspect = rng.uniform(0.88, 1.12)
@@ -217,7 +231,7 @@ def draw_image(rng: np.random.Generator, spec: DrawSpec, categories):
       if all(b >= a / 3 for a, b in zip(visible_before, kept)):
         break
     a, b = _contrasting_colours(rng)
-    period = rng.uniform(4.0, 5.5) * size / 32
+    period = rng.uniform(4.0, 5.5) * size / 32 * spec.texture_scale
     if kind == "checker":
       period *= 0.75
     w = texture(kind, x, y, u, period)[..., None]
