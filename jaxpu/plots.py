@@ -274,3 +274,45 @@ def plot_f1_vs_labelled_fraction(path: str,
   ax.legend()
   fig.savefig(path, dpi=120)
   return path
+
+
+def plot_label_corruptions(path: str, examples, corruptions, title: str = "") -> str:
+  """A grid of training images and their labels: original, then each corruption.
+
+  Args:
+    path: output file.
+    examples: dicts with "image" ([H, W, 3] in [0, 1]) and "label" ([H, W];
+      255 = void), e.g. segmentation examples of `jaxpu.data.synthetic`.
+    corruptions: (title, fn) pairs, `fn(example) -> example` with the
+      corrupted "label" (e.g. `jaxpu.data.noise.boundary_noise` bound).
+    title: figure title.
+  """
+  import matplotlib  # pylint: disable=g-import-not-at-top
+  cmap = matplotlib.colormaps["tab20"]
+  palette = np.zeros((256, 3))
+  palette[1:21] = cmap(np.arange(20))[:, :3]
+  palette[15:17] = [(0.55, 0.0, 0.55), (0.0, 0.55, 0.55)]  # tab20's greys look like void
+  palette[0], palette[255] = 0.97, 0.45  # background near white, void grey
+  columns = [("original", None)] + list(corruptions)
+  fig = mpl_figure.Figure(figsize=(1.9 * (len(columns) + 1), 1.9 * len(examples)))
+  axes = fig.subplots(len(examples), len(columns) + 1, squeeze=False)
+  for row, example in enumerate(examples):
+    original = np.asarray(example["label"])
+    axes[row, 0].imshow(np.asarray(example["image"]))
+    for col, (name, fn) in enumerate(columns, start=1):
+      label = original if fn is None else np.asarray(fn(example)["label"])
+      axes[row, col].imshow(palette[label], interpolation="nearest")
+      if fn is not None and np.any(label != original):  # the original outlines
+        axes[row, col].contour(original % 255 > 0, levels=[0.5], colors="k", linewidths=0.6)
+      if row == 0:
+        axes[row, col].set_title(name, fontsize=8)
+    if row == 0:
+      axes[row, 0].set_title("image", fontsize=8)
+  for ax in axes.ravel():
+    ax.set_xticks([])
+    ax.set_yticks([])
+  if title:
+    fig.suptitle(title, fontsize=9)
+  fig.tight_layout()
+  fig.savefig(path, dpi=130)
+  return path
