@@ -238,6 +238,30 @@ def test_reproduce_gathers_results_and_judges_claims(transfer_workdir, tmp_path)
   assert status["config"]["tables"] == ["table5"] and "cores" in status["machine_at_start"]
 
 
+def test_reproduce_judges_every_claim_from_the_cells_at_smoke_scale(tmp_path):
+  """The default reproduce config at the smoke scale: every section runs, every claim
+  gets a verdict computed from the cells; a section without its status is pending."""
+  workdir = str(tmp_path / "reproduce")
+  config = reproduce_config.get_config("smoke")
+  config.output = str(tmp_path / "REPRODUCTION.md")
+  cells = reproduce.run(config, workdir)
+  assert {c.table for c in cells} >= {"moons", "table1", "fig5", "table2", "sweep", "table3",
+                                      "table4", "table5", "fig7"}
+  verdicts = claims.judge_all(cells)
+  assert len(verdicts) == len(claims.JUDGES)
+  for verdict in verdicts:  # one repeat: judged, but nothing can be separated
+    assert verdict.status == claims.NOT_SEPARABLE, (verdict.claim, verdict.evidence)
+    assert "n = 1" in verdict.evidence
+  text = open(config.output).read()
+  assert "**Pending**" not in text and "every section finished" in text
+  for verdict in verdicts:
+    assert verdict.claim in text
+  os.remove(os.path.join(workdir, "transfer.status.json"))  # as if interrupted
+  reproduce.write_report(config, workdir)
+  text = open(config.output).read()
+  assert text.count("**Pending**") == 1 and "**pending**" in text
+
+
 def test_binary_segmentation_smoke(tmp_path, capsys):
   workdir = str(tmp_path / "binary")
   config = binary_config.get_config("smoke")

@@ -37,7 +37,7 @@ def get_config(arg=None):
   config = config_dict.ConfigDict()
   config.scale = scale
   config.seed = 0
-  config.repeats = 3
+  config.repeats = 1 if scale == "smoke" else 3
   config.folds = (1,)
   config.only = ()
   config.output = "REPRODUCTION.md"
