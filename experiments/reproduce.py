@@ -164,7 +164,7 @@ def section(name: str, status: dict | None, workdir: str, output_dir: str, confi
   if status is None:
     return f"{title}\n\n**Pending**: not finished yet (run the command above to resume).\n"
   parts = [title, "",
-           f"Finished {status['date']} after {status['seconds']:.0f} s of wall time. Machine: "
+           f"Started {status['date']}, {status['seconds']:.0f} s of wall time. Machine: "
            f"{status['machine_at_start']} at the start, {status['machine_at_end'].split(', ')[-1]}"
            f" at the end. Command: `{status['command']}`.", ""]
   results = os.path.join(workdir, name, "results.md")
