@@ -104,7 +104,7 @@ def claim_workdir(workdir: str, config: Any, selection: Iterable[str] = ()) -> d
                          "to start again.") from None
     differences = config_differences(stored, resolved, ignore=selection)
     if differences:
-      lines = "\n".join(f"  {name}: {_show(a)} (in the workdir) → {_show(b)} (now)"
+      lines = "\n".join(f"  {name}: {show_value(a)} (in the workdir) → {show_value(b)} (now)"
                         for name, a, b in differences)
       raise ValueError(
           f"{workdir} holds results of another config; these fields differ:\n{lines}\n"
@@ -113,7 +113,8 @@ def claim_workdir(workdir: str, config: Any, selection: Iterable[str] = ()) -> d
   return resolved
 
 
-def _show(value):
+def show_value(value) -> str:
+  """A value of `config_differences` as JSON ("(absent)" for a field one side lacks)."""
   return "(absent)" if not isinstance(value, (str, int, float, bool, list, dict, type(None))) \
       else json.dumps(value)
 
@@ -235,7 +236,8 @@ class Outputs:
     epilogue = (epilogue + "\n" if epilogue else "") + f"_Wall time: {elapsed:.0f} s._\n"
     measured = {c.table for c in self.cells}
     kept = [c for c in report.load_results_if_any(self.workdir) if c.table not in measured]
-    kept_specs = [report.TableSpec(t, t, (), ()) for t in dict.fromkeys(c.table for c in kept)]
+    kept_specs = [spec for spec in report.load_specs(self.workdir)
+                  if spec.table not in measured] if kept else []
     markdown = report.write_results(
         self.workdir, list(specs), self.cells + kept, self.config,
         reference=reference, preamble=preamble, epilogue=epilogue,

@@ -142,12 +142,11 @@ def write_results(workdir: str, specs: Sequence[TableSpec], cells: Sequence[Cell
     config: the resolved config that produced them (stored with every record).
     reference: published numbers shown beside ours ("ours (paper: x)").
     preamble, epilogue: Markdown placed before and after the tables.
-    previous_specs: tables kept from an earlier results.json (their layout
-      is read back from it), rendered after `specs`.
+    previous_specs: the layouts of tables kept from an earlier results.json
+      (`load_specs`), rendered after `specs`.
   """
   os.makedirs(workdir, exist_ok=True)
-  stored = {s.table: s for s in load_specs(workdir)} if previous_specs else {}
-  previous = [stored.get(s.table, s) for s in previous_specs]
+  previous = list(previous_specs)
   parts = [preamble] if preamble else []
   for spec in list(specs) + previous:
     parts.append(format_table(spec, cells, reference))

@@ -21,6 +21,7 @@ import jax
 import numpy as np
 
 from jaxpu import checkpoint
+from jaxpu import experiment
 from jaxpu import metrics
 from jaxpu import models
 from jaxpu import train as train_lib
@@ -223,17 +224,6 @@ def _identity(spec: TrainSpec, seed: int, init_from: Optional[str],
        "data": dict(data) if data is not None else None}, default=str))
 
 
-def _differences(old: Any, new: Any, prefix: str = "") -> list[tuple[str, Any, Any]]:
-  """(dotted field, old, new) of every leaf that differs between two identities."""
-  if isinstance(old, Mapping) and isinstance(new, Mapping):
-    out = []
-    for key in sorted(set(old) | set(new), key=str):
-      out += _differences(old.get(key, "(absent)"), new.get(key, "(absent)"),
-                          f"{prefix}{key}.")
-    return out
-  return [] if old == new else [(prefix.rstrip("."), old, new)]
-
-
 def _claim(run_dir: str, identity: Mapping[str, Any]) -> None:
   """Records what `run_dir` trains; refuses a folder that holds another run.
 
@@ -245,8 +235,10 @@ def _claim(run_dir: str, identity: Mapping[str, Any]) -> None:
   existing = _read_json(path)
   if existing is not None and existing != identity:
     if checkpoint.available_steps_in(os.path.join(run_dir, checkpoint.CHECKPOINT_SUBDIR)):
-      changed = "\n".join(f"  {name}: {json.dumps(a)} (in the folder) -> {json.dumps(b)} (now)"
-                          for name, a, b in _differences(existing, identity))
+      changed = "\n".join(
+          f"  {name}: {experiment.show_value(a)} (in the folder) -> "
+          f"{experiment.show_value(b)} (now)"
+          for name, a, b in experiment.config_differences(existing, identity))
       raise ValueError(
           f"{run_dir} holds a run with other settings; its checkpoints would not fit this "
           f"run. These fields differ:\n{changed}\nUse another --workdir, or delete "

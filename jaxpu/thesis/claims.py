@@ -23,6 +23,7 @@ separable otherwise. A claim whose cells are missing is "not measured", or
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from typing import Callable, Iterable, Optional, Sequence
 
@@ -152,6 +153,11 @@ def _t(table, row, column):
   return (table, row, column)
 
 
+def _average(table, row):
+  """The cell of a transfer table's "Average" column."""
+  return (table, row, "Average")
+
+
 def pretraining_helps(cells: Cells) -> Verdict:
   table = "table4" if cells.get("table4", "CompleteLabels", "Average") else "table3"
   name = "CompleteLabels" if table == "table4" else "TrueLabels"
@@ -163,7 +169,7 @@ def pretraining_helps(cells: Cells) -> Verdict:
 
 
 def binary_recovers_from_mislabeling(cells: Cells) -> Verdict:
-  avg = lambda row: _t("table3", row, "Average")  # noqa: E731
+  avg = functools.partial(_average, "table3")
   return judge(cells, "Binary labels recover from objects mislabelling",
                "Table 3: BinarizedLabels 0.32 ≈ TrueLabels 0.33 > AllRandomLabels 0.29, "
                "HalfRandomLabels 0.29",
@@ -176,7 +182,7 @@ def binary_recovers_from_mislabeling(cells: Cells) -> Verdict:
 
 
 def sigmoid_protects_transfer(cells: Cells) -> Verdict:
-  avg = lambda row: _t("table4", row, "Average")  # noqa: E731
+  avg = functools.partial(_average, "table4")
   return judge(cells, "The sigmoid loss protects the representation from unsegmented objects "
                "(better transfer than the logistic loss on the same labels)",
                "Table 4: SigmoidLoss 0.33 > HalfUnsegmented 0.29",
@@ -185,7 +191,7 @@ def sigmoid_protects_transfer(cells: Cells) -> Verdict:
 
 
 def sigmoid_recovers_transfer(cells: Cells) -> Verdict:
-  avg = lambda row: _t("table4", row, "Average")  # noqa: E731
+  avg = functools.partial(_average, "table4")
   return judge(cells, "The sigmoid loss recovers all of the transferability lost to "
                "unsegmented objects", "Table 4: SigmoidLoss 0.33 ≈ CompleteLabels 0.33",
                [Comparison("sigmoid", avg("SigmoidLoss"), "≈", "complete labels",
@@ -193,7 +199,7 @@ def sigmoid_recovers_transfer(cells: Cells) -> Verdict:
 
 
 def unsegmented_objects_hurt_transfer(cells: Cells) -> Verdict:
-  avg = lambda row: _t("table4", row, "Average")  # noqa: E731
+  avg = functools.partial(_average, "table4")
   return judge(cells, "Unsegmented objects hurt the learned representation",
                "Table 4: CompleteLabels 0.33 > HalfUnsegmented 0.29",
                [Comparison("complete labels", avg("CompleteLabels"), ">",
@@ -230,7 +236,7 @@ def sigmoid_ranks_foreground_at_high_rates(cells: Cells) -> Verdict:
 
 
 def false_positives_harmless(cells: Cells) -> Verdict:
-  avg = lambda row: _t("table5", row, "Average")  # noqa: E731
+  avg = functools.partial(_average, "table5")
   return judge(cells, "False positive segmentations do little harm to the representations",
                "Table 5: HalfFalsePositive 0.31 ≈ NoFalsePositive 0.31 > RandomWeights 0.29",
                [Comparison("half false positive", avg("HalfFalsePositive"), ">", "random init",
