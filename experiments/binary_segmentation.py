@@ -16,6 +16,31 @@ exactly 50 % a 0.5 background weight compensates the drop exactly (the
 logistic optimum on an object pixel labelled foreground half the time moves
 from 1/2 to 2/3), so the losses differ most at higher rates.
 
+The sweep also trains nnPU (`jaxpu.losses.nnpu_risk`, Kiryo et al. 2017,
+sigmoid surrogate; rows `sweep_losses`), whose prior π is the foreground
+share of the pixels labelled background in the PU training labels (§6, open
+question 3):
+
+- "nnPU (true π)": π computed from the complete training labels
+  (`jaxpu.priors.unlabelled_positive_share`; an oracle);
+- "nnPU (estimated π)": π estimated by BBE (Garg et al. 2021,
+  `jaxpu.priors.best_bin_estimate`) from the logits of the sweep's own
+  LogisticLoss run of the same rate and seed (a labelled-vs-unlabelled
+  pixel classifier, Elkan & Noto 2008). The logits are those of the test
+  images, whose labels get the same `unsegment_objects:rate` corruption
+  (same noise seed; `corrupt_eval`): the model never trained on these
+  images, and only their corrupted labels enter the estimate (never their
+  complete labels). The estimate is thus transductive on the test images,
+  not on their labels. The training split has no held-out part (the
+  LogisticLoss run trains on all of it).
+
+The "prior" table lists per rate the true π of the training labels, the π of
+the corrupted test labels (what the held-out estimate sees, for reference),
+the BBE and Elkan & Noto e1 estimates (e1 on g(x) = σ(logit)) and their
+absolute errors against the training π. The estimates of each run are
+stored in `priors/` and reused, so resuming reproduces the nnPU run folders
+(a prior enters a run's key rounded to 4 decimals).
+
   python -m experiments.binary_segmentation                  # embedded data, minutes
   python -m experiments.binary_segmentation --config.sweep=True --config.repeats=3
   python -m experiments.binary_segmentation \
@@ -26,23 +51,34 @@ Settings: `experiments/configs/binary_segmentation.py`.
 
 from __future__ import annotations
 
+import json
+import os
+
+import jax
 import numpy as np
 
 from jaxpu import experiment
 from jaxpu import metrics
 from jaxpu import models
+from jaxpu import priors
 from jaxpu import report
 from jaxpu import segmentation_runs as seg
+from jaxpu.data import pipeline
 from jaxpu.thesis import paper
 from jaxpu.thesis import rows as thesis_rows
 
 DATASETS = ("synthetic", "voc")
-SELECTION = ("repeats", "sweep", "rates", "examples")
+SELECTION = ("repeats", "sweep", "rates", "examples", "sweep_losses")
 
 SWEEP_SPEC = report.TableSpec(
     "sweep", "Unsegmented-rate sweep: foreground average precision (threshold-free) and "
     "recall at 0.5, against the complete test labels", ("annotation", "loss"),
     ("fg AP", "fg rec.", "mean rec.", "mean IU"))
+PRIOR_SPEC = report.TableSpec(
+    "prior", "Class prior π of the background-labelled training pixels: true (complete "
+    "training labels), of the corrupted test labels, and estimated from the LogisticLoss "
+    "run's held-out logits (abs. err.: against the training π)", ("annotation",),
+    ("true π", "test π", "BBE", "BBE abs. err.", "EN e1", "EN e1 abs. err."))
 
 
 def validate(config) -> tuple[float, ...]:
@@ -62,6 +98,10 @@ def validate(config) -> tuple[float, ...]:
                        "every rate must be in (0, 1), e.g. --config.rates=0.5,0.7")
   experiment.require(bool(rates) or not config.sweep, "rates", config.rates,
                      "the sweep needs at least one rate")
+  losses = experiment.names(config.sweep_losses)
+  unknown = sorted(set(losses) - set(thesis_rows.SWEEP_LOSSES))
+  experiment.require(bool(losses) and not unknown, "sweep_losses", config.sweep_losses,
+                     f"choose some of {list(thesis_rows.SWEEP_LOSSES)}")
   if config.dataset == "voc":
     experiment.require(config.data.manual_dir is not None, "data.manual_dir", None,
                        "voc needs the folder with your VOC2011 and SBD archives")
@@ -80,6 +120,63 @@ def repeat_scores(runner, training, seeds) -> dict[str, list[float]]:
   results = [runner.train(training, None, seed) for seed in seeds]
   return {column: [seg.repeat_value(r, column) for r in results]
           for column in seg.own_scores(results[0])}
+
+
+def _read_pixels(batches, params=None, apply=None):
+  """(logits or None, observed labels, true labels) of the non-void pixels of `batches`."""
+  logits, labels, true = [], [], []
+  for batch in batches:
+    label, true_label = np.asarray(batch["label"]), np.asarray(batch["true_label"])
+    keep = (label != 255) & (true_label != 255)
+    labels.append(label[keep])
+    true.append(true_label[keep])
+    if apply is not None:
+      logits.append(np.asarray(apply(params, batch["image"]))[..., 0][keep])
+  return (np.concatenate(logits) if apply is not None else None, np.concatenate(labels),
+          np.concatenate(true))
+
+
+def estimate_priors(runner, rate: float, seed: int, weight: float) -> dict[str, float]:
+  """The priors of rate `rate`, seed `seed` (module docstring), computed once.
+
+  {"true π": foreground share of the background-labelled training pixels
+  (complete labels), "test π": the same on the corrupted test labels, "BBE" and
+  "EN e1": estimated from the LogisticLoss run's logits on the corrupted test
+  split}. Stored in `workdir/priors/` and read back on later calls.
+  """
+  logistic = thesis_rows.unsegmented(rate, "LogisticLoss", weight)
+  path = os.path.join(runner.workdir, "priors", f"{logistic.key}-seed{seed}.json")
+  if os.path.exists(path):
+    with open(path) as f:
+      return json.load(f)
+  result = runner.train(logistic, None, seed)
+  arguments = dict(runner.data_arguments(logistic, None, seed), corrupt_eval=True,
+                   with_true_label=True, as_numpy=True)
+  # The training split as evaluation batches (every image once, corrupted).
+  train_split = pipeline.make_segmentation_data(runner.dataset,
+                                                **dict(arguments, eval_split="train"))
+  _, observed, true = _read_pixels(train_split.eval_iter())
+  out = {"true π": priors.unlabelled_positive_share(observed, true)}
+  heldout = pipeline.make_segmentation_data(runner.dataset, **arguments)
+  model = result.spec.build_model()
+  apply = jax.jit(lambda p, x: model.apply({"params": p}, x, train=False))
+  logits, observed, true = _read_pixels(heldout.eval_iter(), result.params(), apply)
+  out["test π"] = priors.unlabelled_positive_share(observed, true)
+  out.update(priors.estimates_from_logits(logits[observed == 1], logits[observed == 0]))
+  os.makedirs(os.path.dirname(path), exist_ok=True)
+  with open(path + ".tmp", "w") as f:
+    json.dump(out, f, indent=1)
+  os.replace(path + ".tmp", path)
+  return out
+
+
+def sweep_training(runner, rate: float, name: str, seed: int, weight: float):
+  """The training of sweep row `name` at `rate` for repeat `seed` (nnPU: its prior)."""
+  if name in thesis_rows.TABLE2_LOSSES:
+    return thesis_rows.unsegmented(rate, name, weight)
+  found = estimate_priors(runner, rate, seed, weight)
+  prior = found["true π"] if name == thesis_rows.NNPU_TRUE_PRIOR else found["BBE"]
+  return thesis_rows.nnpu_unsegmented(rate, prior)
 
 
 def draw_examples(runner, table2_rows, rate, seed, n, path) -> str:
@@ -123,20 +220,35 @@ def run(config, workdir: str) -> list[report.Cell]:
   specs = [paper.paper_spec("table2")]
   if rates:
     curves: dict[str, dict[float, dict]] = {}
+    chosen = [n for n in thesis_rows.SWEEP_LOSSES if n in experiment.names(config.sweep_losses)]
+    with_priors = any(n in thesis_rows.SWEEP_NNPU for n in chosen)
     for rate in rates:
-      for name in thesis_rows.TABLE2_LOSSES:
-        training = thesis_rows.unsegmented(rate, name, weight)
-        scores = repeat_scores(runner, training, seeds)
-        scores["fg AP"] = [float(np.mean(seg.foreground_average_precision(
-            runner.train(training, None, seed), runner.data(training, None, seed).eval_iter)))
-                           for seed in seeds]
+      for name in chosen:
+        scores: dict[str, list[float]] = {}
+        for seed in seeds:
+          training = sweep_training(runner, rate, name, seed, weight)
+          for column, value in repeat_scores(runner, training, [seed]).items():
+            scores.setdefault(column, []).extend(value)
+          scores.setdefault("fg AP", []).append(float(np.mean(
+              seg.foreground_average_precision(runner.train(training, None, seed),
+                                               runner.data(training, None, seed).eval_iter))))
         for column in SWEEP_SPEC.columns:
           cell = outputs.add("sweep", (thesis_rows.rate_label(rate), name), column,
                              scores[column])
           curves.setdefault(name, {}).setdefault(rate, {})[column] = (cell.mean, cell.std)
+      if with_priors:
+        found = [estimate_priors(runner, rate, seed, weight) for seed in seeds]
+        row = (thesis_rows.rate_label(rate),)
+        for column in ("true π", "test π", "BBE", "EN e1"):
+          outputs.add("prior", row, column, [f[column] for f in found])
+        for column in ("BBE", "EN e1"):
+          outputs.add("prior", row, f"{column} abs. err.",
+                      [abs(f[column] - f["true π"]) for f in found])
     from jaxpu import plots  # pylint: disable=g-import-not-at-top
     plots.plot_unsegmented_sweep(outputs.path("sweep_unsegmented.png"), curves)
     specs.append(SWEEP_SPEC)
+    if with_priors:
+      specs.append(PRIOR_SPEC)
 
   preamble = (
       f"# Binary segmentation with unsegmented objects (thesis §5.2) on `{config.dataset}`\n\n"

@@ -27,6 +27,20 @@ ones, and π = n_L (1 - c) / (c n_U) (`jaxpu.losses.unlabelled_prior`; 1/3
 when half of a balanced set is relevant and c = 0.5). The counts are those
 of the actual split (one epoch's batches).
 
+The row "nnPU (estimated π)" (key `nnPU-estimated`; §6, open question 3)
+trains the same loss with π estimated from data instead: BBE (Garg et al.
+2021, `jaxpu.priors.best_bin_estimate`) on the scores of the CrossEntropy PU
+row's model (trained, or reused, as a dependency), score = log-odds of
+"relevant", logsumexp_{k≥1} f_k - f_0. The scores are those of the test
+images with the same PU labelling applied (`pu_labels:c`, same noise seed;
+`corrupt_eval`): the model never trained on them, and only their PU labels
+enter the estimate (not their true labels). The training split has no
+held-out part (the CrossEntropy row trains on all of it). The "prior" table
+lists, per repeat, the π of the nnPU row (from c and the split's counts),
+the true π of the training split (the relevant share of its unlabelled
+examples, from the true labels) and the BBE estimate with its absolute error
+against the true π. A prior enters a run's identity rounded to 4 decimals.
+
 `fig5=True` adds Figure 5: the mean F1 of ClassWeighted and SoftmaxLoss for
 labelled fractions `fractions` (0.1 ... 0.9; the runs at 0.5 are Table 1's),
 as `fig5_f1_vs_labelled_fraction.png` and a `fig5` table. The thesis does not
@@ -52,12 +66,16 @@ from __future__ import annotations
 import math
 
 from absl import logging
+import jax
+import numpy as np
+from scipy import special as scipy_special
 
 from jaxpu import experiment
 from jaxpu import losses
 from jaxpu import metrics
 from jaxpu import models
 from jaxpu import plots
+from jaxpu import priors
 from jaxpu import report
 from jaxpu import runs
 from jaxpu.data import pipeline
@@ -71,6 +89,10 @@ SELECTION = ("repeats", "rows", "fig5", "fractions")
 
 COLUMNS = {"acc.": "accuracy", "mean prec.": "mean_precision", "mean rec.": "mean_recall",
            "mean F1": "mean_f1"}
+PRIOR_TABLE = report.TableSpec(
+    "prior", "Class prior π of the unlabelled training examples: the nnPU row's (from c and "
+    "the counts), true (true labels), and BBE from held-out scores (abs. err.: against the "
+    "true π)", ("annotation",), ("nnPU π", "true π", "BBE", "BBE abs. err."))
 FIG5_TABLE = report.TableSpec(
     "fig5", "Figure 5: scores against the labelled fraction of the relevant examples",
     ("labelled", "loss"), tuple(COLUMNS))
@@ -82,11 +104,18 @@ def table_scores(cm) -> dict[str, float]:
   return {column: scores[key] for column, key in COLUMNS.items()}
 
 
-def make_data(config, labels: str, seed: int, fraction: float):
-  """The training/test data of one row type; the split and order follow `seed`."""
+HELD_OUT = dict(corrupt_eval=True, as_numpy=True)  # the test split with PU labels too
+EXTRA = ("corrupt_eval", "as_numpy", "eval_split")  # options that are not the data's identity
+
+
+def make_data(config, labels: str, seed: int, fraction: float, **extra):
+  """The training/test data of one row type; the split and order follow `seed`.
+
+  `extra`: further `make_classification_data` options that leave the training
+  data as it is (e.g. `HELD_OUT`: the test split gets the PU labelling too)."""
   kwargs = dict(batch_size=config.batch_size, seed=seed, noise_seed=seed,
                 with_true_label=True, eval_batch_size=config.eval_batch_size,
-                data_dir=config.data.data_dir)
+                data_dir=config.data.data_dir, **extra)
   overrides = {k: v for k, v in config.data.synthetic.items() if v is not None}
   if config.dataset == "synthetic" and (overrides or config.data.synthetic_config != "single"):
     kwargs["config"] = synthetic.synthetic_config(config.data.synthetic_config, **overrides)
@@ -98,7 +127,7 @@ def make_data(config, labels: str, seed: int, fraction: float):
     kwargs["corruption"] = f"pu_labels:{fraction}"
   data = pipeline.make_classification_data(config.dataset, **kwargs)
   identity = {k: v for k, v in kwargs.items() if k not in ("data_dir", "batch_size",
-                                                            "eval_batch_size")}
+                                                            "eval_batch_size") + EXTRA}
   if "config" in identity:
     identity["config"] = identity["config"].name
   identity.update(dataset=config.dataset, train_examples=data.num_train_examples,
@@ -106,12 +135,15 @@ def make_data(config, labels: str, seed: int, fraction: float):
   return data, identity
 
 
-def train_spec(row, data, config, fraction: float) -> runs.TrainSpec:
-  """The TrainSpec of `row` on `data` (epochs → steps; nnPU's prior from the data)."""
+def train_spec(row, data, config, fraction: float, prior=None) -> runs.TrainSpec:
+  """The TrainSpec of `row` on `data` (epochs → steps; nnPU's prior from the data,
+  or `prior` when given, rounded to 4 decimals and kept inside (0, 1))."""
   epoch = data.steps_per_epoch
   steps = config.steps or runs.steps_for_epochs(config.epochs, epoch)
   loss_kwargs = dict(row.loss_kwargs)
-  if row.loss == "softmax_nnpu_risk":
+  if prior is not None:
+    loss_kwargs["prior"] = min(0.9999, max(0.0001, round(float(prior), 4)))
+  elif row.loss == "softmax_nnpu_risk":
     counts = summaries.label_counts(data)
     loss_kwargs["prior"] = losses.unlabelled_prior(counts[1:].sum(), counts[0], fraction)
     logging.info("nnPU prior (labelled fraction %.2f): %.4f", fraction, loss_kwargs["prior"])
@@ -127,6 +159,44 @@ def train_spec(row, data, config, fraction: float) -> runs.TrainSpec:
       checkpoint_every=max(1, math.ceil(steps / config.snapshots)),
       log_every=max(1, min(100, steps // 4)),
       model_options=tuple(sorted(config.model_options.items())))
+
+
+def relevant_scores(spec: runs.TrainSpec, params, batches) -> tuple:
+  """(score, observed label, true label) of every example of `batches` (padding dropped);
+  score = logsumexp_{k≥1} f_k - f_0, the model's log-odds of a relevant class."""
+  model = spec.build_model()
+  apply = jax.jit(lambda p, x: model.apply({"params": p}, x, train=False))
+  scores, labels, true = [], [], []
+  for batch in batches:
+    logits = np.asarray(apply(params, batch["image"]), np.float64)
+    label, true_label = np.asarray(batch["label"]), np.asarray(batch["true_label"])
+    keep = (label != 255) & (true_label != 255)
+    scores.append((scipy_special.logsumexp(logits[:, 1:], axis=1) - logits[:, 0])[keep])
+    labels.append(label[keep])
+    true.append(true_label[keep])
+  return tuple(np.concatenate(x) for x in (scores, labels, true))
+
+
+def estimate_prior(config, data, identity, seed: int, fraction: float, out, sample,
+                   table_rows) -> dict:
+  """BBE's π from the CrossEntropy PU row's scores on the PU-labelled test split, and the
+  true π of the training split (module docstring). Trains that row if it is not done."""
+  row = table_rows["CrossEntropy"]
+  spec = train_spec(row, data, config, fraction)
+  result = runs.train(
+      spec, train_iter_fn=data.train_iter, eval_batches_fn=data.eval_iter,
+      sample_batch=sample, run_dir=out.run_dir(row.annotation(fraction, config.labelled_fraction),
+                                               row.name, seed),
+      seed=seed, eval_label_key="true_label", score_fn=table_scores, data_identity=identity)
+  heldout, _ = make_data(config, "pu", seed, fraction, **HELD_OUT)
+  scores, observed, _ = relevant_scores(spec, result.params(), heldout.eval_iter())
+  # The whole training split once (as evaluation batches), with its PU and true labels.
+  train_view, _ = make_data(config, "pu", seed, fraction, eval_split="train", **HELD_OUT)
+  batches = [(b["label"], b["true_label"]) for b in train_view.eval_iter()]
+  train_observed = np.concatenate([b[0] for b in batches])
+  train_true = np.concatenate([b[1] for b in batches])
+  return {"BBE": priors.best_bin_estimate(scores[observed != 0], scores[observed == 0]),
+          "true π": priors.unlabelled_positive_share(train_observed, train_true)}
 
 
 def validate(config) -> list[tuple[str, float, str, str]]:
@@ -200,7 +270,17 @@ def run(config, workdir: str) -> list[report.Cell]:
       sample = next(iter(data.eval_iter()))
       for table, fraction, key in group:
         row = table_rows[key]
-        spec = train_spec(row, data, config, fraction)
+        prior = None
+        if key == thesis_rows.NNPU_ESTIMATED_KEY:
+          found = estimate_prior(config, data, identity, seed, fraction, out, sample, table_rows)
+          prior = found["BBE"]
+          nnpu_pi = train_spec(table_rows["nnPU"], data, config, fraction).loss_kwargs
+          found["nnPU π"] = dict(nnpu_pi)["prior"]
+          found["BBE abs. err."] = abs(found["BBE"] - found["true π"])
+          for column, value in found.items():
+            values.setdefault(("prior", (row.annotation(fraction, config.labelled_fraction),),
+                               column), []).append(value)
+        spec = train_spec(row, data, config, fraction, prior)
         annotation = row.annotation(fraction, config.labelled_fraction)
         result = runs.train(
             spec, train_iter_fn=data.train_iter, eval_batches_fn=data.eval_iter,
@@ -219,6 +299,8 @@ def run(config, workdir: str) -> list[report.Cell]:
     out.add(table, row, column, vals)
 
   specs = [paper.paper_spec("table1")]
+  if any(cell.table == "prior" for cell in out.cells):
+    specs.append(PRIOR_TABLE)
   epilogue = ""
   if config.fig5:
     specs.append(FIG5_TABLE)

@@ -42,6 +42,9 @@ SECTIONS = {
     "cifar_pu": "Table 1 and Figure 5 (§5.1.2)",
     "binary_segmentation": "Table 2, Figure 6 and the unsegmented-rate sweep (§5.2)",
     "transfer": "Tables 3, 4, 5 and Figure 7 (§5.3)",
+    "segmentation_errors": "Beyond the thesis: segmentation errors (§6, open question 1)",
+    "saturation": "Beyond the thesis: where the sigmoid loss saturates (§6, open question 2)",
+    "class_prior": "Beyond the thesis: estimating the class prior (§6, open question 3)",
 }
 PAPER_DATASETS = ("voc", "cifar")
 
@@ -132,7 +135,10 @@ def run_section(name: str, sub_config, workdir: str) -> dict:
 def run(config, workdir: str) -> list[report.Cell]:
   """Runs the selected experiments (resuming), then writes the report; returns every cell."""
   names = validate(config)
-  experiment.claim_workdir(workdir, config, selection=("only", "output", "figures_dir"))
+  # Each section claims its own workdir (WORKDIR/<name>) with its sub-config,
+  # so here only the shared fields must agree.
+  experiment.claim_workdir(workdir, config,
+                           selection=("only", "output", "figures_dir") + tuple(SECTIONS))
   for name in names:
     run_section(name, config[name], workdir)
   return write_report(config, workdir)

@@ -29,8 +29,6 @@ Settings: `experiments/configs/transfer.py`. In Python:
 
 from __future__ import annotations
 
-import dataclasses
-
 from jaxpu import experiment
 from jaxpu import models
 from jaxpu import report
@@ -83,18 +81,6 @@ def validate(config) -> tuple[tuple[str, ...], tuple[int, ...]]:
                        "voc needs the folder with your VOC2011 and SBD archives")
   models.get(config.model, 2, **config.model_options)  # unknown options fail here
   return tables, folds
-
-
-def make_runner(config, workdir: str) -> seg.Runner:
-  """The pre-training / fine-tuning templates of `config`."""
-  template = seg.spec_from_config(config.pretrain, config.model, config.model_options)
-  finetune = dataclasses.replace(
-      seg.spec_from_config(config.finetune, config.model, config.model_options),
-      num_classes=6, loss="softmax_cross_entropy")
-  longer = {k: v for k, v in config.pretrain_multiclass.items() if v is not None}
-  return seg.Runner(workdir, pretrain=template, finetune=finetune, dataset=config.dataset,
-                    data_options=seg.data_options(config.data, config.dataset),
-                    finetune_fraction=config.finetune_fraction, multiclass_pretrain=longer)
 
 
 def planned_work(tables, folds, seeds, runner: seg.Runner) -> tuple[int, int]:
@@ -167,7 +153,7 @@ def run(config, workdir: str) -> list[report.Cell]:
   tables, folds = validate(config)
   resolved = experiment.claim_workdir(workdir, config, selection=SELECTION)
   outputs = experiment.Outputs(workdir, resolved)
-  runner = make_runner(config, workdir)
+  runner = seg.runner_from_config(config, workdir)
   seeds = experiment.repeat_seeds(config)
   runs, steps = planned_work(tables, folds, seeds, runner)
   runner.progress = experiment.Progress("transfer", steps, runs)

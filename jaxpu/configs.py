@@ -1,8 +1,21 @@
 """Config pieces shared by the experiment config files (`experiments/configs/*.py`, ml_collections)."""
 
+import importlib.util
+import os
+
 from ml_collections import config_dict
 
 SCALES = ("smoke", "cpu", "paper")
+
+
+def sibling(here: str, name: str):
+  """The config file `name`.py next to the file `here` (a config file's `__file__`), loaded
+  by path, so config files work wherever they are copied (ml_collections loads them by path)."""
+  path = os.path.join(os.path.dirname(os.path.abspath(here)), f"{name}.py")
+  spec = importlib.util.spec_from_file_location(f"_jaxpu_config_{name}", path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module
 
 
 def check_scale(arg) -> str:

@@ -388,3 +388,59 @@ def cross_fitted_scores(features_labelled, features_unlabelled,
     scores_u[fold_u == k] = logistic_regression_scores(
         unlabelled[fold_u == k], weights, bias)
   return scores_l, scores_u
+
+
+def unlabelled_positive_share(observed_labels, true_labels, void: int = 255) -> float:
+  """The true π: the share of positives among the unlabelled examples.
+
+  An example (or pixel) is unlabelled where its observed label is 0, and
+  positive where its true label is not 0 (any relevant class, or the
+  foreground); elements whose observed or true label is ``void`` are
+  skipped. This is the quantity the estimators above estimate and that
+  :func:`jaxpu.losses.nnpu_risk` takes as ``prior`` (Kiryo et al., NeurIPS
+  2017, §2: the class prior of the unlabelled data in the case-control
+  setting of du Plessis et al., 2015).
+
+  Args:
+    observed_labels: the (PU) training labels, any shape, integers.
+    true_labels: the complete labels, the same shape.
+    void: the label to skip.
+
+  Returns:
+    π ∈ [0, 1], a float.
+
+  Raises:
+    ValueError: different shapes, or no unlabelled element.
+  """
+  observed = np.asarray(observed_labels)
+  true = np.asarray(true_labels)
+  if observed.shape != true.shape:
+    raise ValueError(f"unlabelled_positive_share: observed labels of shape {observed.shape} "
+                     f"but true labels of shape {true.shape}.")
+  unlabelled = (observed == 0) & (true != void)
+  count = int(np.sum(unlabelled))
+  if count == 0:
+    raise ValueError("unlabelled_positive_share: no unlabelled (observed 0, non-void) element.")
+  return float(np.sum(unlabelled & (true != 0)) / count)
+
+
+def sigmoid(logits) -> np.ndarray:
+  """σ(logits) as float64, computed stably (g(x) of a logistic model's logit)."""
+  return np.exp(_log_sigmoid(np.asarray(logits, np.float64)))
+
+
+def estimates_from_logits(logits_labelled, logits_unlabelled) -> dict:
+  """BBE and Elkan & Noto's e1 prior from held-out logits of a labelled-vs-unlabelled model.
+
+  The logits are those of a model trained with the logistic loss on the PU
+  labels (labelled = 1, unlabelled = 0), i.e. g(x) = σ(logit) ≈ P(s=1 | x)
+  (Elkan & Noto, KDD 2008), scored on held-out examples with the same PU
+  labelling. Returns {"BBE": :func:`best_bin_estimate` on the logits (their
+  order), "EN e1": :func:`elkan_noto_prior` with e1 on σ(logit) and the
+  held-out counts}.
+  """
+  labelled = _scores("logits_labelled", "estimates_from_logits", logits_labelled, min_size=1)
+  unlabelled = _scores("logits_unlabelled", "estimates_from_logits", logits_unlabelled,
+                       min_size=1)
+  return {"BBE": best_bin_estimate(labelled, unlabelled),
+          "EN e1": elkan_noto_prior(sigmoid(labelled), sigmoid(unlabelled), "e1")}

@@ -235,6 +235,21 @@ class Runner:
     return self._runs[key]
 
 
+def runner_from_config(config: Mapping[str, Any], workdir: str) -> Runner:
+  """The `Runner` of a transfer-style config: `pretrain` (the template), `finetune`
+  (6 classes, softmax cross entropy), `model`, `model_options`, `dataset`, `data`,
+  `finetune_fraction` and, if present, `pretrain_multiclass` (steps, checkpoint_every)."""
+  template = spec_from_config(config["pretrain"], config["model"], config["model_options"])
+  finetune = dataclasses.replace(
+      spec_from_config(config["finetune"], config["model"], config["model_options"]),
+      num_classes=6, loss="softmax_cross_entropy")
+  longer = {k: v for k, v in dict(config.get("pretrain_multiclass") or {}).items()
+            if v is not None}
+  return Runner(workdir, pretrain=template, finetune=finetune, dataset=config["dataset"],
+                data_options=data_options(config["data"], config["dataset"]),
+                finetune_fraction=config.get("finetune_fraction"), multiclass_pretrain=longer)
+
+
 def _train(spec, data, run_dir, seed, init_from=None, identity=None) -> runs.RunResult:
   return runs.train(spec, train_iter_fn=data.train_iter, eval_batches_fn=data.eval_iter,
                     sample_batch={"image": np.zeros((1,) + data.image_shape, np.float32)},

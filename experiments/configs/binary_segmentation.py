@@ -10,19 +10,14 @@ learning_rate, schedule, warmup_steps, momentum, weight_decay, steps,
 batch_size, checkpoint_every, keep, loss_reduction); `table2_rate` (Table 2's
 unsegmented rate, 0.5 in the thesis); `class_weighted_negative_weight` (the
 ClassWeighted row's background weight β of eq. 6); `sweep` and `rates` (the
-sweep beyond the thesis); `examples` (Fig. 6's images); `data`.
+sweep beyond the thesis); `sweep_losses` (the sweep's rows: the Table 2
+losses, "nnPU (true π)" and "nnPU (estimated π)"; selects rows only);
+`examples` (Fig. 6's images); `data`.
 """
-
-import importlib.util
-import os
 
 from jaxpu import configs as common
 
-_spec = importlib.util.spec_from_file_location(
-    "_jaxpu_transfer_config", os.path.join(os.path.dirname(os.path.abspath(__file__)),
-                                           "transfer.py"))
-transfer_config = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(transfer_config)
+transfer_config = common.sibling(__file__, "transfer")
 
 
 def get_config(arg=None):
@@ -34,6 +29,8 @@ def get_config(arg=None):
   config.class_weighted_negative_weight = 0.5
   config.sweep = False
   config.rates = (0.3, 0.5, 0.6, 0.7)
+  config.sweep_losses = ("LogisticLoss", "ClassWeighted", "SigmoidLoss", "nnPU (true π)",
+                         "nnPU (estimated π)")
   config.examples = 4
   if scale == "smoke":
     config.model = "fcn_small"

@@ -14,22 +14,12 @@ PNGs, relative to the report), and one sub-config per experiment, with that
 experiment's own fields (`experiments/configs/<name>.py`).
 """
 
-import importlib.util
-import os
-
 from ml_collections import config_dict
 
 from jaxpu import configs as common
 
-EXPERIMENTS = ("loss_curves", "moons", "cifar_pu", "binary_segmentation", "transfer")
-
-
-def _experiment_config(name: str, scale: str):
-  path = os.path.join(os.path.dirname(os.path.abspath(__file__)), f"{name}.py")
-  spec = importlib.util.spec_from_file_location(f"_jaxpu_config_{name}", path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module.get_config(scale)
+EXPERIMENTS = ("loss_curves", "moons", "cifar_pu", "binary_segmentation", "transfer",
+               "segmentation_errors", "saturation", "class_prior")
 
 
 def get_config(arg=None):
@@ -43,7 +33,7 @@ def get_config(arg=None):
   config.output = "REPRODUCTION.md"
   config.figures_dir = "reproduction"
   for name in EXPERIMENTS:
-    sub = _experiment_config(name, scale)
+    sub = common.sibling(__file__, name).get_config(scale)
     if "seed" in sub:
       sub.seed = config.get_ref("seed")
       sub.repeats = config.get_ref("repeats")

@@ -254,7 +254,8 @@ def make_segmentation_data(
     train_split: str | None = None, eval_split: str | None = None,
     eval_batch_size: int | None = None, with_true_label: bool = False,
     data_dir: str | None = None, manual_dir: str | None = None, mesh=None,
-    as_numpy: bool = False, preprocessing: str = "standardize") -> Data:
+    as_numpy: bool = False, preprocessing: str = "standardize",
+    corrupt_eval: bool = False) -> Data:
   """Training and evaluation data of a segmentation experiment.
 
   Args:
@@ -298,6 +299,10 @@ def make_segmentation_data(
       no scaling (`Data.mean` is then that mean, `Data.std` ones). voc's
       padding colour is the mean colour either way (0 after preprocessing,
       up to rounding).
+    corrupt_eval: also corrupt the evaluation split (same corruption and
+      `noise_seed`, keyed on its own example ids): held-out noisy labels, e.g.
+      for estimating a class prior from a model that never saw those images
+      (`jaxpu.priors`). With `with_true_label` its batches then carry both.
   """
   if name not in SEGMENTATION_DATASETS:
     raise ValueError(f"Unknown segmentation dataset {name!r}; choose one of "
@@ -365,7 +370,7 @@ def make_segmentation_data(
       ds = ds.filter(lambda ex: noise.subsample(ex, subsample, noise_seed))
     if with_true_label:
       ds = ds.map(lambda ex: {**ex, "true_label": ex["label"]})
-    if train and corrupt is not None:
+    if (train or corrupt_eval) and corrupt is not None:
       ds = ds.map(corrupt, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     ds = ds.map(lambda ex: _keep(noise.relabel(ex, table), ("id", "image", "label", "true_label")),
                 num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
@@ -400,7 +405,7 @@ def make_classification_data(
     image_size: int | None = None, config=None, train_split: str | None = None,
     eval_split: str | None = None, eval_batch_size: int | None = None,
     with_true_label: bool = False, data_dir: str | None = None, download: bool = False,
-    mesh=None, as_numpy: bool = False) -> Data:
+    mesh=None, as_numpy: bool = False, corrupt_eval: bool = False) -> Data:
   """Training and evaluation data of a classification experiment (§5.1).
 
   Relevant classes are 1..K, the non-relevant class is 0:
@@ -421,6 +426,8 @@ def make_classification_data(
       selects the config's image size.
     download: cifar: let TFDS download missing data (needs network); by
       default missing data raises at once, saying what to run.
+    corrupt_eval: also apply `corruption` to the evaluation split (held-out
+      PU labels, e.g. for class-prior estimation; `jaxpu.priors`).
     Others as in `make_segmentation_data`.
   """
   if name not in CLASSIFICATION_DATASETS:
@@ -479,7 +486,7 @@ def make_classification_data(
       ds = ds.filter(lambda ex: noise.subsample(ex, subsample, noise_seed))
     if with_true_label:
       ds = ds.map(lambda ex: {**ex, "true_label": ex["label"]})
-    if train and corruption is not None:
+    if (train or corrupt_eval) and corruption is not None:
       rate = corruption[1]
       ds = ds.map(lambda ex: noise.pu_labels(ex, rate, noise_seed),
                   num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)

@@ -139,6 +139,25 @@ def unsegmented(rate: float, loss_name: str, negative_weight: float = 0.5) -> Tr
   return binary_training(f"unsegment_objects:{rate:g}", loss, **kwargs)
 
 
+# Beyond the thesis (§6, open question 3): nnPU (Kiryo et al. 2017) in the
+# sweep, with the true prior of the training labels or one estimated from the
+# sweep's own LogisticLoss run (experiments/binary_segmentation.py).
+NNPU_TRUE_PRIOR = "nnPU (true π)"
+NNPU_ESTIMATED_PRIOR = "nnPU (estimated π)"
+SWEEP_NNPU = (NNPU_TRUE_PRIOR, NNPU_ESTIMATED_PRIOR)
+SWEEP_LOSSES = TABLE2_LOSSES + SWEEP_NNPU
+PRIOR_DECIMALS = 4  # a prior enters a run's identity rounded to this many decimals
+
+
+def nnpu_unsegmented(rate: float, prior: float) -> Training:
+  """Binary nnPU training (`jaxpu.losses.nnpu_risk`) with a fraction `rate` of the objects
+  unsegmented; `prior` (the foreground share of the background-labelled pixels) is rounded
+  to `PRIOR_DECIMALS` and kept inside (0, 1), as the risk requires."""
+  step = 10. ** -PRIOR_DECIMALS
+  prior = min(1. - step, max(step, round(float(prior), PRIOR_DECIMALS)))
+  return binary_training(f"unsegment_objects:{rate:g}", "nnpu_risk", prior=prior)
+
+
 def rate_label(rate: float) -> str:
   return f"{100 * rate:g}%Unseg."
 
@@ -206,8 +225,11 @@ class ClassificationRow:
         self.labels, f"{fraction:.0%}R+U")
 
 
+# "nnPU-estimated": nnPU with π estimated by BBE from the CrossEntropy PU
+# row's held-out scores (beyond the thesis; experiments/cifar_pu.py).
+NNPU_ESTIMATED_KEY = "nnPU-estimated"
 TABLE1_KEYS = ("R+N", "50%(R+N)", "CrossEntropy", "ClassWeighted", "SoftmaxLoss",
-               "BootstrapHard", "nnPU", "GeneralizedSoftmaxLoss")
+               "BootstrapHard", "nnPU", "GeneralizedSoftmaxLoss", NNPU_ESTIMATED_KEY)
 
 
 def class_weights(num_classes: int, non_relevant_weight: float = 0.5) -> tuple[float, ...]:
@@ -218,7 +240,8 @@ def class_weights(num_classes: int, non_relevant_weight: float = 0.5) -> tuple[f
 def table1_rows(num_classes: int, non_relevant_weight: float = 0.5,
                 bootstrap_beta: float = 0.8, generalized=(1.0, 0.5, 1.0),
                 nnpu_surrogate: str = "logistic") -> list[ClassificationRow]:
-  """Table 1's rows, then nnPU and the generalised softmax loss (§6; beyond the thesis)."""
+  """Table 1's rows, then nnPU (π from the known labelled fraction), the generalised
+  softmax loss (§6) and nnPU with π estimated from data (all three beyond the thesis)."""
   weights = (("class_weights", class_weights(num_classes, non_relevant_weight)),)
   alpha, beta, gamma = generalized
   row = ClassificationRow
@@ -233,4 +256,6 @@ def table1_rows(num_classes: int, non_relevant_weight: float = 0.5,
       row("nnPU", "nnPU", "pu", "softmax_nnpu_risk", (("surrogate", nnpu_surrogate),)),
       row("GeneralizedSoftmaxLoss", "GeneralizedSoftmaxLoss", "pu",
           "generalized_softmax_negative", (("alpha", alpha), ("beta", beta), ("gamma", gamma))),
+      row(NNPU_ESTIMATED_KEY, "nnPU (estimated π)", "pu", "softmax_nnpu_risk",
+          (("surrogate", nnpu_surrogate),)),
   ]
