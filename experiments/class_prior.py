@@ -44,6 +44,7 @@ Settings: `experiments/configs/class_prior.py`.
 from __future__ import annotations
 
 import itertools
+import os
 
 from absl import logging
 import numpy as np
@@ -177,7 +178,7 @@ def run(config, workdir: str) -> list[report.Cell]:
       f"{config.digits_image_size}×{config.digits_image_size} grey levels) on the PU "
       "training split; BBE (Garg et al. 2021) and Elkan & Noto's (2008) e1-e3. Mean ± std "
       f"over {len(seeds)} repeat(s) (seeds {seeds}), each a new P/U split.\n")
-  markdown = out.write([TABLE], preamble=preamble, epilogue=f"Figure: `{figure}`.")
+  markdown = out.write([TABLE], preamble=preamble, epilogue=f"Figure: `{os.path.basename(figure)}`.")
   print(markdown)
   return out.cells
 

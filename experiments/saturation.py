@@ -14,7 +14,11 @@ labelled negative with a large output f (an unlabelled positive) the
 loss is flat — α σ(βf)^γ reaches 95 % of α at f₉₅ = logit(0.95^{1/γ}) / β;
 γ sets where it starts to rise (large γ: negatives with f ≪ 0 cost almost
 nothing). α = β = γ = 1 is the class-dependent sigmoid loss of eq. 8, in
-every grid (the study shows where eq. 8 sits among its neighbours).
+every grid (the study shows where eq. 8 sits among its neighbours). The
+three parameters act together through the slope of the negative term at the
+decision boundary, s = d l(f, 0)/df at f = 0 = α β γ / 2^(γ+1) (eq. 8: 1/4):
+the summary reports how well s, and how well f₉₅, order the grid's scores
+(Spearman's ρ).
 
 Two problems, each at two label-noise rates, `repeats` repeats (seeds
 seed + r: initialisation, shuffling and which labels are dropped):
@@ -38,7 +42,7 @@ numbers: the best cell per rate by AP and by F1 / mean IU, where eq. 8
 ranks, and whether the best cell moves from the lower to the higher rate),
 `moons_heatmaps.png` and `segmentation_heatmaps.png` (each score over the
 grid, one panel per α and rate), `recall_precision.png` (recall against
-precision of every grid cell, coloured by f₉₅), and one run folder per
+precision of every grid cell, coloured by s), and one run folder per
 training.
 
   python -m experiments.saturation                       # cpu: about 35 min on 2 CPU cores
@@ -105,6 +109,12 @@ def saturation_logit(beta: float, gamma: float, level: float = 0.95) -> float:
   """f₉₅: the output above which l(f, 0) = α σ(βf)^γ exceeds `level` · α (flat beyond)."""
   p = level ** (1.0 / gamma)
   return math.log(p / (1.0 - p)) / beta
+
+
+def boundary_slope(alpha: float, beta: float, gamma: float) -> float:
+  """s = d l(f, 0) / df at f = 0 = α β γ / 2^(γ+1): how hard the negative term pushes
+  an output at the decision boundary down (eq. 8: 1/4; the logistic loss: 1/2)."""
+  return alpha * beta * gamma / 2.0 ** (gamma + 1.0)
 
 
 def _check_grid(config, section: str) -> None:
@@ -324,6 +334,25 @@ def _rank(members: Sequence[report.Cell], target: report.Cell) -> int:
   return 1 + sum(c.mean > target.mean for c in members)
 
 
+def _correlation_line(members: Sequence[report.Cell], column: str, rate: str,
+                      rate_word: str) -> str:
+  """Spearman's rank correlation over the grid cells of `column` with the boundary slope
+  s and with the saturation point f₉₅ (which of the two orders the cells)."""
+  from scipy import stats  # pylint: disable=g-import-not-at-top
+  means = np.array([c.mean for c in members], np.float64)
+  cell = np.array([[float(v) for v in c.row[1:]] for c in members])
+  keep = np.isfinite(means)
+  if keep.sum() < 3 or np.ptp(means[keep]) == 0:
+    return f"- {rate} {rate_word}, {column}: too few distinct cells for a rank correlation."
+  slope = [boundary_slope(*c) for c in cell[keep]]
+  f95 = [saturation_logit(c[1], c[2]) for c in cell[keep]]
+  best = cell[int(np.nanargmax(np.where(keep, means, -np.inf)))]
+  return (f"- {rate} {rate_word}, {column} over the {int(keep.sum())} cells: Spearman ρ "
+          f"{stats.spearmanr(slope, means[keep])[0]:+.2f} with the boundary slope s, "
+          f"{stats.spearmanr(f95, means[keep])[0]:+.2f} with f₉₅; the best cell has "
+          f"s = {boundary_slope(*best):.3f} (eq. 8: 0.250).")
+
+
 def summary(cells: Sequence[report.Cell], table: str, rate_word: str) -> str:
   """The machine-computed summary of a table: best cells per rate, eq. 8's rank, and
   whether the best cell moves between the rates."""
@@ -342,6 +371,8 @@ def summary(cells: Sequence[report.Cell], table: str, rate_word: str) -> str:
         text += (f"; eq. 8 (α = β = γ = 1): {p.mean:.3f} ± {p.std:.3f}, rank "
                  f"{_rank(groups[rate], p)} of {len(groups[rate])}")
       lines.append(text + ".")
+    for rate, members in groups.items():
+      lines.append(_correlation_line(members, column, rate, rate_word))
     rates = list(best)
     if len(rates) >= 2:
       first, last = best[rates[0]], best[rates[-1]]
@@ -386,7 +417,7 @@ def tradeoff_panel(cells: Sequence[report.Cell], table: str, title: str) -> dict
     for cx, cy in zip(xs[rate], ys[rate]):
       points["x"].append(cx.mean)
       points["y"].append(cy.mean)
-      points["colour"].append(saturation_logit(float(cx.row[2]), float(cx.row[3])))
+      points["colour"].append(boundary_slope(*(float(v) for v in cx.row[1:])))
       points["group"].append(rate)
       points["highlight"].append(cx.row[1:] == eq8)
   return dict(title=title, xlabel=x_name, ylabel=y_name, **points)
@@ -415,7 +446,7 @@ def run(config, workdir: str) -> list[report.Cell]:
       out.path("recall_precision.png"),
       [tradeoff_panel(out.cells, MOONS.table, "Two moons (positive class)"),
        tradeoff_panel(out.cells, SEGMENTATION.table, "Binary segmentation (foreground)")],
-      colour_label="f₉₅ = logit(0.95^(1/γ)) / β: where l(f, 0) saturates",
+      colour_label="s = α β γ / 2^(γ+1): slope of l(f, 0) at f = 0",
       title="Recall vs precision of every grid cell (star: eq. 8, α = β = γ = 1)")
 
   m, s = config.moons, config.segmentation
@@ -424,7 +455,8 @@ def run(config, workdir: str) -> list[report.Cell]:
       "The generalised sigmoid loss l(f, 1) = -log σ(f), l(f, 0) = α σ(βf)^γ "
       "(`generalized_sigmoid_negative`) over a grid of α, β, γ; α = β = γ = 1 is eq. 8. "
       "f₉₅ = logit(0.95^(1/γ)) / β is the output beyond which the negative term is flat "
-      f"(≥ 95 % of α). Mean ± std over {len(seeds)} repeat(s) (seeds {seeds}).\n\n"
+      "(≥ 95 % of α); s = α β γ / 2^(γ+1) is its slope at the decision boundary f = 0 (how "
+      f"hard it pushes an unlabelled positive there towards background). Mean ± std over {len(seeds)} repeat(s) (seeds {seeds}).\n\n"
       f"Two moons: MLP 2×6 ({m.model_options.activation}), {m.optimizer} "
       f"{m.learning_rate:g}, full batch, {m.steps} steps; `pu_labels` with "
       f"{', '.join(f'{f:g}' for f in _values(m.labelled_fractions))} of the positives "

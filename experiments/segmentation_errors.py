@@ -236,8 +236,9 @@ def run(config, workdir: str) -> list[report.Cell]:
 
   from jaxpu import plots  # pylint: disable=g-import-not-at-top
   noise_names = sorted({n for n, _ in map(_level, labels) if n})
-  figure = plots.plot_noise_levels(outputs.path("segmentation_errors.png"),
-                                   curves(outputs.cells, noise_names))
+  figure = plots.plot_noise_levels(
+      outputs.path("segmentation_errors.png"), curves(outputs.cells, noise_names),
+      scores=("fg AP", "mean IU") + (("fine-tuned mean IU",) if transfer_levels else ()))
   preamble = (
       f"# Segmentation errors (beyond the thesis, §6) on `{config.dataset}`\n\n"
       f"Binary FCN ({config.model}, {config.pretrain.steps} steps) on fold {fold}'s 15 "

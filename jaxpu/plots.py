@@ -4,7 +4,7 @@ Figures are drawn on ``matplotlib.figure.Figure`` objects directly (no
 ``pyplot``), so nothing here touches the global backend or needs a display.
 """
 
-from typing import Dict, Optional, Tuple
+from typing import Dict, Optional, Sequence, Tuple
 
 import jax
 import jax.numpy as jnp
@@ -166,16 +166,18 @@ def plot_unsegmented_sweep(path: str,
 
 
 def plot_noise_levels(path: str, curves: Dict[str, Dict[str, Dict[float, Dict[str, Tuple[
-    float, float]]]]]) -> str:
+    float, float]]]]], scores: Sequence[str] = ()) -> str:
   """Scores vs the fraction of objects a noise changes: a row per noise, a panel per score.
 
   Args:
     path: output PNG.
     curves: noise name -> loss name -> level (0 = clean labels) -> {score: (mean, std)}.
+    scores: the panels' scores in this order (default: every score, sorted).
   """
   noises = sorted(curves)
-  scores = sorted({s for by_loss in curves.values() for by_level in by_loss.values()
-                   for v in by_level.values() for s in v})
+  scores = list(scores) or sorted({s for by_loss in curves.values()
+                                   for by_level in by_loss.values()
+                                   for v in by_level.values() for s in v})
   fig = mpl_figure.Figure(figsize=(4.2 * len(scores), 3.6 * len(noises)), layout="constrained")
   axes = np.asarray(fig.subplots(len(noises), len(scores), squeeze=False))
   for row, noise_name in enumerate(noises):

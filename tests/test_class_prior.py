@@ -105,9 +105,11 @@ def test_class_prior_smoke_estimates_the_moons_prior(tmp_path, capsys):
 
 
 def test_nnpu_training_rounds_and_bounds_its_prior():
-  assert thesis_rows.nnpu_unsegmented(0.5, 0.123456).loss_kwargs == (("prior", 0.1235),)
-  assert thesis_rows.nnpu_unsegmented(0.5, 1.0).loss_kwargs == (("prior", 0.9999),)
-  assert thesis_rows.nnpu_unsegmented(0.5, 0.0).loss_kwargs == (("prior", 0.0001),)
+  logistic = ("surrogate", "logistic")
+  assert thesis_rows.nnpu_unsegmented(0.5, 0.123456).loss_kwargs == (("prior", 0.1235),
+                                                                      logistic)
+  assert thesis_rows.nnpu_unsegmented(0.5, 1.0).loss_kwargs == (("prior", 0.9999), logistic)
+  assert thesis_rows.nnpu_unsegmented(0.5, 0.0).loss_kwargs == (("prior", 0.0001), logistic)
   training = thesis_rows.nnpu_unsegmented(0.7, 0.2)
   assert training.loss == "nnpu_risk" and training.corruption == "unsegment_objects:0.7"
 

@@ -173,6 +173,25 @@ def test_pu_risks_hand_computed():
   np.testing.assert_allclose(losses.nnpu_risk(f, y, 0.5), 5 / 24, rtol=1e-6)
 
 
+def test_nnpu_logistic_surrogate_hand_computed_and_not_flat_when_collapsed():
+  # ℓ(z) = log(1 + e^-z): ℓ(ln3) = log(4/3), ℓ(-ln3) = log 4, ℓ(0) = log 2.
+  # P: f = ln3, -ln3 → R_p^+ = R_p^- = (log(4/3) + log 4) / 2; U: f = ln3, 0 → R_u^- =
+  # (log 4 + log 2) / 2; so π R_p^+ + (R_u^- - π R_p^-) = R_u^- = 1.5 log 2.
+  f = jnp.array([LN3, -LN3, LN3, 0.])
+  y = jnp.array([1, 1, 0, 0])
+  np.testing.assert_allclose(losses.nnpu_risk(f, y, 0.4, surrogate="logistic"),
+                             1.5 * np.log(2.), rtol=1e-6)
+  # Every output at -20 (a network calling everything negative): the sigmoid
+  # surrogate's gradient vanishes, the logistic one pulls each positive up by π / n_p.
+  low = jnp.full((4,), -20.)
+  flat = jax.grad(losses.nnpu_risk)(low, y, 0.4)
+  pull = jax.grad(lambda z: losses.nnpu_risk(z, y, 0.4, surrogate="logistic"))(low)
+  assert float(jnp.max(jnp.abs(flat))) < 1e-7
+  np.testing.assert_allclose(pull[:2], [-0.4 / 2, -0.4 / 2], rtol=1e-5)
+  with pytest.raises(ValueError, match="surrogate must be one of"):
+    losses.nnpu_risk(f, y, 0.4, surrogate="hinge")
+
+
 def test_class_balanced_weights_hand_computed():
   labels = jnp.array([0, 0, 0, 1, 255, 1])
   where = jnp.array([True, True, True, True, False, False])

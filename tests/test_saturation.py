@@ -121,3 +121,22 @@ def test_every_scale_validates_and_holds_eq8():
   assert cpu.repeats == 3 and tuple(cpu.segmentation.rates) == (0.5, 0.7)
   assert tuple(cpu.moons.labelled_fractions) == (0.5, 0.3)
   assert cpu.segmentation.train.steps == 800 and cpu.moons.steps == 2000
+
+
+def test_boundary_slope_is_the_losses_derivative_at_zero():
+  import jax  # pylint: disable=g-import-not-at-top
+  from jaxpu import losses  # pylint: disable=g-import-not-at-top
+  for alpha, beta, gamma in ((1.0, 1.0, 1.0), (0.5, 2.0, 0.5), (2.0, 0.5, 2.0)):
+    grad = jax.grad(lambda f: losses.generalized_sigmoid_negative(
+        f, 0, alpha=alpha, beta=beta, gamma=gamma))(0.0)
+    assert saturation.boundary_slope(alpha, beta, gamma) == pytest.approx(float(grad), rel=1e-5)
+  assert saturation.boundary_slope(1.0, 1.0, 1.0) == 0.25  # eq. 8: σ'(0)
+
+
+def test_correlation_line_ranks_cells_by_slope():
+  # Scores that fall as the slope rises: ρ = -1 with s.
+  cells = [report.Cell("t", ("50%", "1", b, "1"), "AP", [1.0 - float(b) / 10])
+           for b in ("0.5", "1", "2")]
+  line = saturation._correlation_line(cells, "AP", "50%", "unlabelled")
+  assert "Spearman ρ -1.00 with the boundary slope s" in line
+  assert "best cell has s = 0.125" in line

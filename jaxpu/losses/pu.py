@@ -109,18 +109,19 @@ def _nnpu_objective(r_p_plus, r_p_minus, r_u_minus, prior, beta, gamma):
   return descent_objective + jax.lax.stop_gradient(value - descent_objective)
 
 
-@jax.jit
-def _nnpu_risk(logits, labels, prior, beta, gamma, where):
+@functools.partial(jax.jit, static_argnums=(6,))
+def _nnpu_risk(logits, labels, prior, beta, gamma, where, surrogate):
   r_p_plus, r_p_minus, r_u_minus, any_bad = _pu_partial_risks(logits, labels,
-                                                              where)
+                                                              where, surrogate)
   risk = _nnpu_objective(r_p_plus, r_p_minus, r_u_minus, prior, beta, gamma)
   return jnp.where(any_bad, jnp.nan, risk)
 
 
 def nnpu_risk(logits: ArrayLike, labels: ArrayLike, prior: ArrayLike,
               beta: ArrayLike = 0., gamma: ArrayLike = 1.,
-              where: Optional[ArrayLike] = None) -> Array:
-  """Non-negative PU risk (Kiryo et al. 2017), sigmoid surrogate.
+              where: Optional[ArrayLike] = None,
+              surrogate: str = "sigmoid") -> Array:
+  """Non-negative PU risk (Kiryo et al. 2017), sigmoid (default) or logistic surrogate.
 
   Value (the nnPU risk estimate):
 
@@ -142,15 +143,22 @@ def nnpu_risk(logits: ArrayLike, labels: ArrayLike, prior: ArrayLike,
   the value when switched; this returns the estimator itself.)
 
   Parameters: π = ``prior`` ∈ (0, 1); β ≥ 0 and γ ≥ 0, finite (Kiryo et al.
-  take 0 ≤ γ ≤ 1, a discount; larger γ are accepted). Logits, labels and
-  `where` share one shape. A concrete parameter out of range raises
-  ValueError; a traced one (under jit) gives NaN, as do unmasked labels
-  outside {0, 1} under jit.
+  take 0 ≤ γ ≤ 1, a discount; larger γ are accepted); ``surrogate`` ℓ:
+  "sigmoid" σ(-z) (Kiryo et al.'s) or "logistic" log(1 + exp(-z)). The
+  sigmoid surrogate is flat for confidently wrong outputs: a network that
+  calls everything negative early (π small) gets no gradient back from the
+  positives and stays there (R_nnpu = π); the logistic one keeps pulling.
+  Logits, labels and `where` share one shape. A concrete parameter out of
+  range raises ValueError; a traced one (under jit) gives NaN, as do
+  unmasked labels outside {0, 1} under jit.
   """
   _checks.check_binary("nnpu_risk", logits, labels, where)
+  if surrogate not in PU_SURROGATES:
+    raise ValueError(f"nnpu_risk: surrogate must be one of {sorted(PU_SURROGATES)}, got "
+                     f"{surrogate!r}.")
   valid = _check_pu_params("nnpu_risk", prior, beta, gamma)
   return _checks.nan_unless(valid, _nnpu_risk(logits, labels, prior, beta,
-                                              gamma, where))
+                                              gamma, where, surrogate))
 
 
 @functools.partial(jax.jit, static_argnums=(5, 7))
