@@ -52,13 +52,6 @@ TABLE = report.TableSpec(
     ("labels", "loss"), ("precision", "recall", "f1"))
 
 
-def positive_class_scores(cm) -> dict[str, float]:
-  """Precision, recall and F1 of class 1 (the positive class) of a 2×2 matrix."""
-  scores = metrics.classification_scores(cm, relevant=[1])
-  return {"precision": scores["mean_precision"], "recall": scores["mean_recall"],
-          "f1": scores["mean_f1"], "accuracy": scores["accuracy"]}
-
-
 def _with_true_labels(train_iter_fn, start_step):
   """The training batches with the true labels in place of the observed ones."""
   for batch in train_iter_fn(start_step):
@@ -142,9 +135,9 @@ def run(config, workdir: str) -> list[report.Cell]:
       result = runs.train(spec, train_iter_fn=train_iter_fn, eval_batches_fn=data.eval_iter,
                           sample_batch=points, run_dir=out.run_dir(row.labels, row.name, seed),
                           seed=seed, eval_label_key="true_label",
-                          score_fn=positive_class_scores,
+                          score_fn=metrics.positive_class_scores,
                           data_identity=dict(identity, true_labels=row.true_labels))
-      scores = positive_class_scores(result.last(1)[0])
+      scores = metrics.positive_class_scores(result.last(1)[0])
       logging.info("seed %d, %s / %s: %s", seed, row.labels, row.name, scores)
       for column in TABLE.columns:
         values.setdefault(((row.labels, row.name), column), []).append(scores[column])

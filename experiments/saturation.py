@@ -63,8 +63,8 @@ from absl import logging
 import jax
 import numpy as np
 
-from experiments import moons as moons_experiment
 from jaxpu import experiment
+from jaxpu import metrics
 from jaxpu import models
 from jaxpu import report
 from jaxpu import runs
@@ -242,8 +242,8 @@ def run_moons(config, out: experiment.Outputs, seeds: Sequence[int]) -> None:
             sample_batch=points, run_dir=out.run_dir("moons", f"labelled{fraction:g}",
                                                      *cell, seed),
             seed=seed, eval_label_key="true_label",
-            score_fn=moons_experiment.positive_class_scores, data_identity=identity)
-        scores = moons_experiment.positive_class_scores(result.last(1)[0])
+            score_fn=metrics.positive_class_scores, data_identity=identity)
+        scores = metrics.positive_class_scores(result.last(1)[0])
         scores["AP"] = moons_average_precision(spec, result.params(), data.eval_iter())
         logging.info("moons, %s unlabelled, α β γ = %s, seed %d: %s", label, cell, seed,
                      scores)

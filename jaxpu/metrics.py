@@ -120,6 +120,14 @@ def classification_scores(cm: ArrayLike,
   }
 
 
+def positive_class_scores(cm: ArrayLike) -> Dict[str, float]:
+  """Precision, recall and F1 of class 1 (the positive class) of a binary confusion
+  matrix, and the accuracy (:func:`classification_scores` with ``relevant=[1]``)."""
+  scores = classification_scores(cm, relevant=[1])
+  return {"precision": scores["mean_precision"], "recall": scores["mean_recall"],
+          "f1": scores["mean_f1"], "accuracy": scores["accuracy"]}
+
+
 def segmentation_scores(cm: ArrayLike) -> Dict[str, float]:
   """Scores of Table 2, as the FCN reference's ``score.py`` defines them.
 

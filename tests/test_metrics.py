@@ -177,3 +177,16 @@ def test_scores_accept_jax_arrays():
   cm = metrics.confusion_matrix(PREDICTIONS, LABELS, C)
   assert metrics.segmentation_scores(cm) == metrics.segmentation_scores(np.asarray(cm))
   assert metrics.classification_scores(cm) == metrics.classification_scores(np.asarray(cm))
+
+
+def test_positive_class_scores_hand_computed_and_as_sklearn():
+  # Rows: true class, columns: prediction. Positive class 1: tp 3, fn 1, fp 2.
+  cm = np.array([[5, 2], [1, 3]])
+  scores = metrics.positive_class_scores(cm)
+  assert scores["precision"] == pytest.approx(3 / 5)
+  assert scores["recall"] == pytest.approx(3 / 4)
+  assert scores["f1"] == pytest.approx(2 * (3 / 5) * (3 / 4) / (3 / 5 + 3 / 4))
+  assert scores["accuracy"] == pytest.approx(8 / 11)
+  y_true = [0] * 7 + [1] * 4
+  y_pred = [0] * 5 + [1] * 2 + [0] + [1] * 3
+  assert scores["f1"] == pytest.approx(skm.f1_score(y_true, y_pred))
