@@ -94,15 +94,10 @@ HEATMAPS = {MOONS.table: ("AP", "recall", "f1"), SEGMENTATION.table: ("fg AP", "
 TRADEOFF = {MOONS.table: ("recall", "precision"), SEGMENTATION.table: ("fg rec.", "fg prec.")}
 
 
-def _values(value) -> tuple:
-  """A tuple field, also when the command line gave a single number."""
-  return (value,) if isinstance(value, (int, float)) else tuple(value)
-
-
 def grid(section) -> list[tuple[float, float, float]]:
   """Every (α, β, γ) of a config section, α slowest."""
   return [tuple(float(v) for v in cell) for cell in itertools.product(
-      _values(section.alphas), _values(section.betas), _values(section.gammas))]
+      experiment.numbers(section.alphas), experiment.numbers(section.betas), experiment.numbers(section.gammas))]
 
 
 def saturation_logit(beta: float, gamma: float, level: float = 0.95) -> float:
@@ -127,7 +122,7 @@ def _check_grid(config, section: str) -> None:
   for field, ok, what in rules:
     name = f"{section}.{field}"
     try:
-      values = _values(s[field])
+      values = experiment.numbers(s[field])
     except TypeError:
       values = (s[field],)
     experiment.require(len(values) >= 1, name, s[field], "needs at least one value")
@@ -154,7 +149,7 @@ def validate(config) -> None:
                      f"choose one of {experiment.OPTIMIZERS}")
   experiment.require(isinstance(m.learning_rate, (int, float)) and m.learning_rate > 0,
                      "moons.learning_rate", m.learning_rate, "must be > 0")
-  fractions = _values(m.labelled_fractions)
+  fractions = experiment.numbers(m.labelled_fractions)
   experiment.require(bool(fractions) and len(set(fractions)) == len(fractions),
                      "moons.labelled_fractions", m.labelled_fractions,
                      "needs distinct fractions, e.g. --config.moons.labelled_fractions=0.5,0.3")
@@ -164,7 +159,7 @@ def validate(config) -> None:
                        "--config.moons.labelled_fractions=0.5,0.3")
   s = config.segmentation
   experiment.check_training(config, "segmentation.train")
-  rates = _values(s.rates)
+  rates = experiment.numbers(s.rates)
   experiment.require(bool(rates) and len(set(rates)) == len(rates), "segmentation.rates",
                      s.rates, "needs distinct rates, e.g. --config.segmentation.rates=0.5,0.7")
   for rate in rates:
@@ -224,7 +219,7 @@ def run_moons(config, out: experiment.Outputs, seeds: Sequence[int]) -> None:
   m = config.moons
   cells = grid(m)
   specs = {cell: moons_spec(config, cell) for cell in cells}  # fails before any data
-  for fraction in _values(m.labelled_fractions):
+  for fraction in experiment.numbers(m.labelled_fractions):
     label = moons_label(fraction)
     values: dict = {}
     for seed in seeds:
@@ -281,7 +276,7 @@ def run_segmentation(config, workdir: str, out: experiment.Outputs,
   spec = seg.spec_from_config(s.train, s.model, s.model_options)
   runner = SharedDataRunner(workdir, pretrain=spec, finetune=spec, dataset=config.dataset,
                             data_options=seg.data_options(config.data, config.dataset))
-  for rate in _values(s.rates):
+  for rate in experiment.numbers(s.rates):
     for cell in grid(s):
       alpha, beta, gamma = cell
       training = seg.binary_training(f"unsegment_objects:{rate:g}", LOSS, alpha=alpha,
@@ -390,9 +385,9 @@ def summary(cells: Sequence[report.Cell], table: str, rate_word: str) -> str:
 def heatmap_panels(cells: Sequence[report.Cell], table: str, section) -> list[list[dict]]:
   """The panels of `plots.plot_heatmaps`: one row per (score, α), one column per rate;
   each panel β (rows) × γ (columns)."""
-  betas = [f"{float(v):g}" for v in _values(section.betas)]
-  gammas = [f"{float(v):g}" for v in _values(section.gammas)]
-  alphas = [f"{float(v):g}" for v in _values(section.alphas)]
+  betas = [f"{float(v):g}" for v in experiment.numbers(section.betas)]
+  gammas = [f"{float(v):g}" for v in experiment.numbers(section.gammas)]
+  alphas = [f"{float(v):g}" for v in experiment.numbers(section.alphas)]
   rows = []
   for column in HEATMAPS[table]:
     groups = by_rate(cells, table, column)
@@ -459,13 +454,13 @@ def run(config, workdir: str) -> list[report.Cell]:
       f"hard it pushes an unlabelled positive there towards background). Mean ± std over {len(seeds)} repeat(s) (seeds {seeds}).\n\n"
       f"Two moons: MLP 2×6 ({m.model_options.activation}), {m.optimizer} "
       f"{m.learning_rate:g}, full batch, {m.steps} steps; `pu_labels` with "
-      f"{', '.join(f'{f:g}' for f in _values(m.labelled_fractions))} of the positives "
+      f"{', '.join(f'{f:g}' for f in experiment.numbers(m.labelled_fractions))} of the positives "
       "labelled; scored at the last step on an independent test draw with true labels "
       "(AP: ranked by the logit; precision, recall, F1 at f = 0).\n\n"
       f"Binary segmentation on `{config.dataset}`: {s.model}, {s.train.optimizer} "
       f"{s.train.learning_rate:g} ({s.train.schedule}), {s.train.steps} steps of "
       f"{s.train.batch_size}; `unsegment_objects` at "
-      f"{', '.join(f'{r:g}' for r in _values(s.rates))}; scored against the complete test "
+      f"{', '.join(f'{r:g}' for r in experiment.numbers(s.rates))}; scored against the complete test "
       f"labels, each repeat the mean of its last {s.train.keep} snapshots (fg AP: pixels "
       "ranked by the logit; recall, precision at 0.5).\n\n"
       "## Summary (computed from the tables below)\n\n"

@@ -91,10 +91,6 @@ def training(labels: str, loss_name: str, config) -> seg.Training:
   return seg.binary_training(None if labels == CLEAN else labels, loss, **kwargs)
 
 
-def _floats(value) -> tuple:
-  return tuple(value) if not isinstance(value, (int, float)) else (value,)
-
-
 def validate(config) -> tuple[list[str], tuple[float, ...]]:
   """Checks every setting before any data is built; returns (training labels, transfer levels)."""
   experiment.check_common(config)
@@ -104,7 +100,7 @@ def validate(config) -> tuple[list[str], tuple[float, ...]]:
     experiment.check_training(config, section)
   experiment.require_fraction(config, "finetune_fraction", allow_none=True)
   experiment.require(config.fold in (1, 2, 3, 4), "fold", config.fold, "choose 1, 2, 3 or 4")
-  levels = _floats(config.levels)
+  levels = experiment.numbers(config.levels)
   experiment.require(bool(levels) and all(isinstance(x, (int, float)) and 0 < x <= 1
                                           for x in levels),
                      "levels", config.levels, "give fractions in (0, 1], e.g. 0.5,1.0")
@@ -126,7 +122,7 @@ def validate(config) -> tuple[list[str], tuple[float, ...]]:
     value = config.generalized[field]
     experiment.require(isinstance(value, (int, float)) and 0 < value < float("inf"),
                        f"generalized.{field}", value, "must be a finite number > 0")
-  transfer_levels = _floats(config.transfer_levels)
+  transfer_levels = experiment.numbers(config.transfer_levels)
   experiment.require(set(transfer_levels) <= set(levels), "transfer_levels",
                      config.transfer_levels, f"choose among the levels {list(levels)} (or ())")
   if config.dataset == "voc":

@@ -268,6 +268,11 @@ def names(value: Any) -> tuple[str, ...]:
   return tuple(part.strip() for item in value for part in str(item).split(",") if part.strip())
 
 
+def numbers(value: Any) -> tuple:
+  """A tuple-of-numbers field, also when the command line gave a single number."""
+  return (value,) if isinstance(value, (int, float)) else tuple(value)
+
+
 def _is_int(value: Any) -> bool:
   return isinstance(value, int) and not isinstance(value, bool)
 
