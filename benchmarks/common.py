@@ -52,17 +52,17 @@ def compiler_options(ynn_fusion: str) -> dict:
 
 
 KEEP_FREED_MEMORY_HELP = (
-    "First call jaxpu.experiment.keep_freed_memory(), as the experiments do: glibc keeps "
+    "First call jaxpu.runtime.keep_freed_memory(), as the experiments do: glibc keeps "
     "freed memory instead of page-faulting each step's large buffers anew (process-wide, so "
     "PyTorch in the same process gets it too).")
 
 
 def keep_freed_memory(enabled: bool) -> bool:
-  """`jaxpu.experiment.keep_freed_memory()` if `enabled`; whether it took effect."""
+  """`jaxpu.runtime.keep_freed_memory()` if `enabled`; whether it took effect."""
   if not enabled:
     return False
-  from jaxpu import experiment  # pylint: disable=g-import-not-at-top
-  return experiment.keep_freed_memory()
+  from jaxpu import runtime  # pylint: disable=g-import-not-at-top
+  return runtime.keep_freed_memory()
 
 
 def configure_xla(host_devices: Optional[int] = None) -> None:
@@ -359,21 +359,18 @@ def format_table(rows: Sequence[Mapping[str, Any]], columns: Sequence[str]) -> s
       return f"{v:.3g}" if abs(v) < 100 else f"{v:,.0f}"
     return "-" if v is None else str(v)
 
-  lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-  for row in rows:
-    lines.append("| " + " | ".join(cell(row.get(c)) for c in columns) + " |")
-  return "\n".join(lines)
+  from jaxpu import report  # pylint: disable=g-import-not-at-top
+  return report.markdown_table(columns, ([cell(row.get(c)) for c in columns] for row in rows))
 
 
 def write_json(path: Optional[str], payload: Mapping[str, Any]) -> None:
   """Writes `payload` as indented JSON to `path` (no-op for an empty path)."""
   if not path:
     return
+  from jaxpu import fileio  # pylint: disable=g-import-not-at-top
   directory = os.path.dirname(os.path.abspath(path))
   os.makedirs(directory, exist_ok=True)
-  with open(path, "w") as f:
-    json.dump(payload, f, indent=2, default=_jsonable)
-    f.write("\n")
+  fileio.write_text(path, json.dumps(payload, indent=2, default=_jsonable) + "\n")
 
 
 def _jsonable(value):

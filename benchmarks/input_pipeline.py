@@ -10,15 +10,25 @@ the train step's.
 
 Datasets that need the user's files (`cifar`: the TFDS `cifar10`/`cifar100`
 in `--data_dir`; `voc`: the archives in `--manual_dir`) are skipped with the
-reason when the files are missing.
+reason when the files are missing. `folder` (a user's folder of images and
+label PNGs, `jaxpu.data.folder`) reads `--folder_dir`, or, by default, a
+temporary folder of `--folder_images` drawn images of 64-128 px
+(`experiments.export_folder`: 2-4 objects each, varying sizes, padded by the
+pipeline to 128×128), built with its TFDS cache in a temporary data dir and
+deleted at exit.
 
   python -m benchmarks.input_pipeline --output=/tmp/input_pipeline.json
   python -m benchmarks.input_pipeline --datasets=voc --manual_dir=~/voc_archives
+  python -m benchmarks.input_pipeline --datasets=folder [--folder_dir=DIR]
 """
 
 from __future__ import annotations
 
+import atexit
 import dataclasses
+import os
+import shutil
+import tempfile
 import time
 from typing import Any, Optional
 
@@ -46,6 +56,8 @@ SPECS = {
                                    "fcn_small", 32, task="binary"),
     "voc": Spec("voc", "segmentation", "unsegment_objects:0.5", "fcn_small", 16,
                 task="binary"),
+    "folder": Spec("folder", "segmentation", "unsegment_objects:0.5", "fcn_small", 16,
+                   task="binary"),
     "synthetic_classification": Spec("synthetic", "classification", "pu_labels:0.5",
                                      "cifar_cnn", 128),
     "cifar": Spec("cifar", "classification", "pu_labels:0.5", "cifar_cnn", 128),
@@ -71,6 +83,9 @@ def define_flags() -> None:
   flags.DEFINE_integer(
       "synthetic_per_class", None, "Training images per category of the synthetic data "
       "(default: the embedded dataset's; small values build a tiny dataset quickly).")
+  flags.DEFINE_string("folder_dir", None, "folder: your segmentation folder (default: a "
+                      "temporary one of --folder_images drawn images).")
+  flags.DEFINE_integer("folder_images", 200, "folder: images of the temporary folder.")
   flags.DEFINE_integer("rounds", 5, "Timed windows per candidate (interleaved).")
   flags.DEFINE_float("window_seconds", 1.0, "Approximate length of one window.")
   flags.DEFINE_integer(
@@ -82,12 +97,27 @@ def define_flags() -> None:
   flags.DEFINE_bool("keep_freed_memory", True, common.KEEP_FREED_MEMORY_HELP)
 
 
+def temporary_folder(num_images: int) -> tuple[str, str]:
+  """(folder, TFDS data dir) of a temporary segmentation folder of `num_images` drawn images
+  of 64-128 px (`experiments.export_folder`, complete labels); both deleted at exit."""
+  from experiments import export_folder  # pylint: disable=g-import-not-at-top
+  root = tempfile.mkdtemp(prefix="jaxpu-folder-bench-")
+  atexit.register(shutil.rmtree, root, True)
+  directory = os.path.join(root, "images_and_labels")
+  export_folder.export(directory, num_images, min_size=64, max_size=128, unsegmented=0.0)
+  return directory, os.path.join(root, "tfds")
+
+
 def build(spec: Spec, batch_size: int, *, data_dir=None, manual_dir=None,
-          synthetic_per_class=None):
+          synthetic_per_class=None, folder_dir=None, folder_images=200):
   """The `jaxpu.data.Data` of `spec` (raises if the dataset's files are missing)."""
   from jaxpu import data as data_lib  # pylint: disable=g-import-not-at-top
   options: dict[str, Any] = {"batch_size": batch_size, "corruption": spec.corruption,
                              "data_dir": data_dir, "augment": spec.dataset != "moons"}
+  if spec.dataset == "folder":
+    if folder_dir is None:
+      folder_dir, options["data_dir"] = temporary_folder(folder_images)
+    options["directory"] = folder_dir
   if spec.dataset == "synthetic" and synthetic_per_class:
     options["config"] = data_lib.synthetic.synthetic_config(
         num_train_per_class=synthetic_per_class, num_test_per_class=1)
@@ -96,7 +126,8 @@ def build(spec: Spec, batch_size: int, *, data_dir=None, manual_dir=None,
       if not manual_dir:
         raise FileNotFoundError("voc needs --manual_dir (the VOC2011 and SBD archives).")
       options["manual_dir"] = manual_dir
-    return data_lib.make_segmentation_data(spec.dataset, task=spec.task, **options)
+    return data_lib.make_segmentation_data(
+        data_lib.SegmentationSpec(spec.dataset, task=spec.task, **options))
   return data_lib.make_classification_data(spec.dataset, **options)
 
 
@@ -183,7 +214,8 @@ def main(argv):
                     rounds=FLAGS.rounds, window_seconds=FLAGS.window_seconds,
                     min_batches=FLAGS.min_batches, train_step=FLAGS.train_step,
                     data_dir=FLAGS.data_dir, manual_dir=FLAGS.manual_dir,
-                    synthetic_per_class=FLAGS.synthetic_per_class)
+                    synthetic_per_class=FLAGS.synthetic_per_class,
+                    folder_dir=FLAGS.folder_dir, folder_images=FLAGS.folder_images)
     rows.append(row)
     if "skipped" in row:
       print(f"{name}: skipped ({row['skipped']})", flush=True)

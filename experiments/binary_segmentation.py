@@ -51,19 +51,21 @@ Settings: `experiments/configs/binary_segmentation.py`.
 
 from __future__ import annotations
 
-import json
 import os
 
 import jax
 import numpy as np
 
-from jaxpu import experiment
+from experiments import common
+from jaxpu import fileio
 from jaxpu import metrics
 from jaxpu import models
 from jaxpu import priors
 from jaxpu import report
+from jaxpu import runs
 from jaxpu import segmentation_runs as seg
 from jaxpu.data import pipeline
+from jaxpu.thesis import columns
 from jaxpu.thesis import paper
 from jaxpu.thesis import rows as thesis_rows
 
@@ -83,43 +85,47 @@ PRIOR_SPEC = report.TableSpec(
 
 def validate(config) -> tuple[float, ...]:
   """Checks every setting before any data is built; returns the sweep's rates (() without)."""
-  experiment.check_common(config)
-  experiment.require(config.dataset in DATASETS, "dataset", config.dataset,
+  common.check_common(config)
+  common.require(config.dataset in DATASETS, "dataset", config.dataset,
                      f"choose one of {DATASETS}")
-  experiment.check_training(config, "train")
-  experiment.require_fraction(config, "table2_rate")
+  common.require_fraction(config, "table2_rate")
   weight = config.class_weighted_negative_weight
-  experiment.require(isinstance(weight, (int, float)) and 0 <= weight < float("inf"),
+  common.require(isinstance(weight, (int, float)) and 0 <= weight < float("inf"),
                      "class_weighted_negative_weight", weight, "must be a finite number >= 0")
-  experiment.require_positive_int(config, "examples")
+  common.require_positive_int(config, "examples")
+  common.require(config.table2_snapshots in columns.SNAPSHOT_STATISTICS, "table2_snapshots",
+                 config.table2_snapshots, f"choose one of {columns.SNAPSHOT_STATISTICS}")
   rates = tuple(config.rates) if not isinstance(config.rates, (int, float)) else (config.rates,)
   for rate in rates:
-    experiment.require(isinstance(rate, (int, float)) and 0 < rate < 1, "rates", config.rates,
+    common.require(isinstance(rate, (int, float)) and 0 < rate < 1, "rates", config.rates,
                        "every rate must be in (0, 1), e.g. --config.rates=0.5,0.7")
-  experiment.require(bool(rates) or not config.sweep, "rates", config.rates,
+  common.require(bool(rates) or not config.sweep, "rates", config.rates,
                      "the sweep needs at least one rate")
-  losses = experiment.names(config.sweep_losses)
+  losses = common.names(config.sweep_losses)
   unknown = sorted(set(losses) - set(thesis_rows.SWEEP_LOSSES))
-  experiment.require(bool(losses) and not unknown, "sweep_losses", config.sweep_losses,
+  common.require(bool(losses) and not unknown, "sweep_losses", config.sweep_losses,
                      f"choose some of {list(thesis_rows.SWEEP_LOSSES)}")
   if config.dataset == "voc":
-    experiment.require(config.data.manual_dir is not None, "data.manual_dir", None,
+    common.require(config.data.manual_dir is not None, "data.manual_dir", None,
                        "voc needs the folder with your VOC2011 and SBD archives")
   models.get(config.model, 1, **config.model_options)
   return rates if config.sweep else ()
 
 
 def make_runner(config, workdir: str) -> seg.Runner:
-  spec = seg.spec_from_config(config.train, config.model, config.model_options)
-  return seg.Runner(workdir, pretrain=spec, finetune=spec, dataset=config.dataset,
-                    data_options=seg.data_options(config.data, config.dataset))
+  """The runner of the binary trainings (validates `--config.train`)."""
+  spec = runs.TrainSpec.from_config(config.train, "train", model=config.model,
+                                    model_options=dict(config.model_options), num_classes=1,
+                                    loss="logistic")
+  return seg.Runner(workdir, pretrain=spec, finetune=spec,
+                    data=seg.data_spec(config.data, config.dataset))
 
 
-def repeat_scores(runner, training, seeds) -> dict[str, list[float]]:
-  """Column → one value per repeat (the mean of its last snapshots; all 20 classes)."""
+def repeat_scores(runner, training, seeds, statistic: str = "mean") -> dict[str, list[float]]:
+  """Column → one value per repeat (the `statistic` of its last snapshots; all 20 classes)."""
   results = [runner.train(training, None, seed) for seed in seeds]
-  return {column: [seg.repeat_value(r, column) for r in results]
-          for column in seg.own_scores(results[0])}
+  return {column: [columns.repeat_value(r, column, statistic=statistic) for r in results]
+          for column in columns.own_scores(results[0])}
 
 
 def _read_pixels(batches, params=None, apply=None):
@@ -146,27 +152,25 @@ def estimate_priors(runner, rate: float, seed: int, weight: float) -> dict[str, 
   """
   logistic = thesis_rows.unsegmented(rate, "LogisticLoss", weight)
   path = os.path.join(runner.workdir, "priors", f"{logistic.key}-seed{seed}.json")
-  if os.path.exists(path):
-    with open(path) as f:
-      return json.load(f)
+  stored = fileio.read_json(path, what="delete it to estimate the priors again")
+  if stored is not None:
+    return stored
   result = runner.train(logistic, None, seed)
-  arguments = dict(runner.data_arguments(logistic, None, seed), corrupt_eval=True,
-                   with_true_label=True, as_numpy=True)
+  spec = runner.data_spec(logistic, None, seed).replace(corrupt_eval=True,
+                                                        with_true_label=True)
   # The training split as evaluation batches (every image once, corrupted).
-  train_split = pipeline.make_segmentation_data(runner.dataset,
-                                                **dict(arguments, eval_split="train"))
+  train_split = pipeline.make_segmentation_data(spec.replace(eval_split="train"),
+                                                as_numpy=True)
   _, observed, true = _read_pixels(train_split.eval_iter())
   out = {"true π": priors.unlabelled_positive_share(observed, true)}
-  heldout = pipeline.make_segmentation_data(runner.dataset, **arguments)
+  heldout = pipeline.make_segmentation_data(spec, as_numpy=True)
   model = result.spec.build_model()
   apply = jax.jit(lambda p, x: model.apply({"params": p}, x, train=False))
   logits, observed, true = _read_pixels(heldout.eval_iter(), result.params(), apply)
   out["test π"] = priors.unlabelled_positive_share(observed, true)
   out.update(priors.estimates_from_logits(logits[observed == 1], logits[observed == 0]))
   os.makedirs(os.path.dirname(path), exist_ok=True)
-  with open(path + ".tmp", "w") as f:
-    json.dump(out, f, indent=1)
-  os.replace(path + ".tmp", path)
+  fileio.write_json(path, out)
   return out
 
 
@@ -182,11 +186,11 @@ def sweep_training(runner, rate: float, name: str, seed: int, weight: float):
 def draw_examples(runner, table2_rows, rate, seed, n, path) -> str:
   """Fig. 6: the `n` test images where the sigmoid loss' foreground IoU most exceeds
   the logistic loss' (both trained with `rate` unsegmented), with every row's prediction."""
-  from jaxpu import plots  # pylint: disable=g-import-not-at-top
+  from jaxpu.thesis import figures  # pylint: disable=g-import-not-at-top
   predictions = {}
   for row, training in table2_rows:
     result = runner.train(training, None, seed)
-    data = runner.data(training, None, seed)
+    data = runner.dataset(training, None, seed)
     predictions[" ".join(row)] = seg.predict(result.spec, result.params(), data.eval_iter())
   label = thesis_rows.rate_label(rate)
   logistic, sigmoid = predictions[f"{label} LogisticLoss"], predictions[f"{label} SigmoidLoss"]
@@ -194,7 +198,7 @@ def draw_examples(runner, table2_rows, rate, seed, n, path) -> str:
           - metrics.foreground_iou_per_image(logistic["logits"][..., 0] > 0, logistic["label"]))
   chosen = np.argsort(-gain, kind="stable")[:n]
   images = data.unpreprocess(logistic["image"][chosen])
-  return plots.plot_segmentation_examples(
+  return figures.plot_segmentation_examples(
       path, images, logistic["label"][chosen],
       {name: p["logits"][chosen, ..., 0] > 0 for name, p in predictions.items()},
       title=f"Test images where the sigmoid loss gains most over the logistic loss "
@@ -204,15 +208,18 @@ def draw_examples(runner, table2_rows, rate, seed, n, path) -> str:
 def run(config, workdir: str) -> list[report.Cell]:
   """Table 2, Fig. 6 and (with `sweep`) the rate sweep of `config` into `workdir`."""
   rates = validate(config)
-  resolved = experiment.claim_workdir(workdir, config, selection=SELECTION)
-  outputs = experiment.Outputs(workdir, resolved)
+  make_runner(config, workdir)  # validates the training settings before the claim
+  resolved = common.claim_workdir(workdir, config, selection=SELECTION,
+                                  experiment="binary_segmentation")
+  outputs = common.Outputs(workdir, resolved)
   runner = make_runner(config, workdir)
-  seeds = experiment.repeat_seeds(config)
+  seeds = common.repeat_seeds(config)
   weight = config.class_weighted_negative_weight
   table2 = thesis_rows.table2_rows(config.table2_rate, weight)
 
   for row, training in table2:
-    for column, values in repeat_scores(runner, training, seeds).items():
+    for column, values in repeat_scores(runner, training, seeds,
+                                        config.table2_snapshots).items():
       outputs.add("table2", row, column, values)
   draw_examples(runner, table2, config.table2_rate, seeds[0], config.examples,
                 outputs.path("fig6_examples.png"))
@@ -220,7 +227,7 @@ def run(config, workdir: str) -> list[report.Cell]:
   specs = [paper.paper_spec("table2")]
   if rates:
     curves: dict[str, dict[float, dict]] = {}
-    chosen = [n for n in thesis_rows.SWEEP_LOSSES if n in experiment.names(config.sweep_losses)]
+    chosen = [n for n in thesis_rows.SWEEP_LOSSES if n in common.names(config.sweep_losses)]
     with_priors = any(n in thesis_rows.SWEEP_NNPU for n in chosen)
     for rate in rates:
       for name in chosen:
@@ -231,7 +238,7 @@ def run(config, workdir: str) -> list[report.Cell]:
             scores.setdefault(column, []).extend(value)
           scores.setdefault("fg AP", []).append(float(np.mean(
               seg.foreground_average_precision(runner.train(training, None, seed),
-                                               runner.data(training, None, seed).eval_iter))))
+                                               runner.dataset(training, None, seed).eval_iter))))
         for column in SWEEP_SPEC.columns:
           cell = outputs.add("sweep", (thesis_rows.rate_label(rate), name), column,
                              scores[column])

@@ -70,11 +70,11 @@ import jax
 import numpy as np
 from scipy import special as scipy_special
 
-from jaxpu import experiment
+from experiments import common
 from jaxpu import losses
 from jaxpu import metrics
 from jaxpu import models
-from jaxpu import plots
+from jaxpu.thesis import figures
 from jaxpu import priors
 from jaxpu import report
 from jaxpu import runs
@@ -202,44 +202,44 @@ def estimate_prior(config, data, identity, seed: int, fraction: float, out, samp
 def validate(config) -> list[tuple[str, float, str, str]]:
   """Checks every setting before any data is built; returns the jobs
   (table, labelled fraction, row key, labels) in training order."""
-  experiment.check_common(config)
-  experiment.require(config.dataset in DATASETS, "dataset", config.dataset,
+  common.check_common(config)
+  common.require(config.dataset in DATASETS, "dataset", config.dataset,
                      f"choose one of {DATASETS}")
   for field in ("batch_size", "eval_batch_size", "snapshots"):
-    experiment.require_positive_int(config, field)
+    common.require_positive_int(config, field)
   if config.steps is not None:
-    experiment.require_positive_int(config, "steps")
+    common.require_positive_int(config, "steps")
   for field in ("epochs", "bootstrap_epochs", "learning_rate"):
-    experiment.require(isinstance(config[field], (int, float)) and config[field] > 0, field,
+    common.require(isinstance(config[field], (int, float)) and config[field] > 0, field,
                        config[field], "must be a number > 0")
-  experiment.require(config.optimizer in experiment.OPTIMIZERS, "optimizer", config.optimizer,
-                     f"choose one of {experiment.OPTIMIZERS}")
-  experiment.require_fraction(config, "labelled_fraction")
-  experiment.require(0 <= config.non_relevant_weight < float("inf"), "non_relevant_weight",
+  common.require(config.optimizer in runs.OPTIMIZERS, "optimizer", config.optimizer,
+                     f"choose one of {runs.OPTIMIZERS}")
+  common.require_fraction(config, "labelled_fraction")
+  common.require(0 <= config.non_relevant_weight < float("inf"), "non_relevant_weight",
                      config.non_relevant_weight, "must be a finite number >= 0")
-  experiment.require(0 <= config.bootstrap_beta <= 1, "bootstrap_beta", config.bootstrap_beta,
+  common.require(0 <= config.bootstrap_beta <= 1, "bootstrap_beta", config.bootstrap_beta,
                      "must be in [0, 1]")
   generalized = tuple(config.generalized)
-  experiment.require(len(generalized) == 3 and generalized[0] >= 0 and generalized[1] > 0
+  common.require(len(generalized) == 3 and generalized[0] >= 0 and generalized[1] > 0
                      and generalized[2] > 0, "generalized", config.generalized,
                      "takes alpha >= 0, beta > 0, gamma > 0, e.g. --config.generalized=1,0.5,1")
-  experiment.require(config.nnpu_surrogate in ("logistic", "sigmoid"), "nnpu_surrogate",
+  common.require(config.nnpu_surrogate in ("logistic", "sigmoid"), "nnpu_surrogate",
                      config.nnpu_surrogate, "choose logistic or sigmoid")
   if config.image_size is not None:
-    experiment.require(config.dataset != "cifar", "image_size", config.image_size,
+    common.require(config.dataset != "cifar", "image_size", config.image_size,
                        "applies to synthetic and digits only (CIFAR is 32×32); unset it")
   models.get("cifar_cnn", 2, **config.model_options)
   keys = list(thesis_rows.TABLE1_KEYS)
-  chosen = experiment.names(config.rows)
+  chosen = common.names(config.rows)
   unknown = sorted(set(chosen) - set(keys))
-  experiment.require(not unknown, "rows", config.rows, f"unknown {unknown}; choose from {keys}")
+  common.require(not unknown, "rows", config.rows, f"unknown {unknown}; choose from {keys}")
   labels = {row.key: row.labels for row in thesis_rows.table1_rows(2)}
   jobs = [("table1", config.labelled_fraction, key, labels[key]) for key in keys
           if not chosen or key in chosen]
   fractions = tuple(config.fractions)
   if config.fig5:
     for f in fractions:
-      experiment.require(isinstance(f, (int, float)) and 0 < f < 1, "fractions",
+      common.require(isinstance(f, (int, float)) and 0 < f < 1, "fractions",
                          config.fractions, "every fraction must be in (0, 1)")
     jobs += [("fig5", f, key, "pu") for f in sorted(set(fractions))
              for key in ("ClassWeighted", "SoftmaxLoss")]
@@ -249,17 +249,18 @@ def validate(config) -> list[tuple[str, float, str, str]]:
 def run(config, workdir: str) -> list[report.Cell]:
   """Table 1 (and with `fig5`, Fig. 5) of `config` into `workdir`."""
   jobs = validate(config)
-  resolved = experiment.claim_workdir(workdir, config, selection=SELECTION)
+  resolved = common.claim_workdir(workdir, config, selection=SELECTION,
+                                  experiment="cifar_pu")
   # Jobs grouped by their training data, so each dataset is prepared once per
   # repeat; Fig. 5's runs at Table 1's fraction are Table 1's (reused).
   groups: dict[tuple[str, float], list] = {}
   for table, fraction, key, labels in jobs:
     data_key = (labels, fraction if labels == "pu" else config.labelled_fraction)
     groups.setdefault(data_key, []).append((table, fraction, key))
-  out = experiment.Outputs(workdir, resolved)
+  out = common.Outputs(workdir, resolved)
   num_classes = None
   values: dict[tuple, list[float]] = {}  # (table, row, column) -> one value per repeat
-  seeds = experiment.repeat_seeds(config)
+  seeds = common.repeat_seeds(config)
   for seed in seeds:
     for (labels, fraction), group in groups.items():
       data, identity = make_data(config, labels, seed, fraction)
@@ -308,7 +309,7 @@ def run(config, workdir: str) -> list[report.Cell]:
     for cell in out.cells:
       if cell.table == "fig5" and cell.column == "mean F1":
         curves.setdefault(cell.row[1], {})[float(cell.row[0])] = (cell.mean, cell.std)
-    path = plots.plot_f1_vs_labelled_fraction(out.path("fig5_f1_vs_labelled_fraction.png"),
+    path = figures.plot_f1_vs_labelled_fraction(out.path("fig5_f1_vs_labelled_fraction.png"),
                                               curves)
     epilogue = f"Figure 5: `{path}`."
   length = f"{config.steps} steps" if config.steps else f"{config.epochs:g} epochs"

@@ -49,7 +49,7 @@ import os
 from absl import logging
 import numpy as np
 
-from jaxpu import experiment
+from experiments import common
 from jaxpu import priors
 from jaxpu import report
 from jaxpu.data import pipeline
@@ -67,24 +67,24 @@ TABLE = report.TableSpec(
 
 def validate(config) -> tuple[tuple[str, ...], tuple[float, ...]]:
   """Checks every setting before any data is built; returns (datasets, fractions)."""
-  experiment.check_common(config)
-  datasets = experiment.names(config.datasets)
+  common.check_common(config)
+  datasets = common.names(config.datasets)
   unknown = sorted(set(datasets) - set(DATASETS))
-  experiment.require(bool(datasets) and not unknown, "datasets", config.datasets,
+  common.require(bool(datasets) and not unknown, "datasets", config.datasets,
                      f"choose some of {list(DATASETS)}")
   fractions = (tuple(config.labelled_fractions)
                if not isinstance(config.labelled_fractions, (int, float))
                else (config.labelled_fractions,))
-  experiment.require(bool(fractions) and all(
+  common.require(bool(fractions) and all(
       isinstance(f, (int, float)) and not isinstance(f, bool) and 0 < f < 1 for f in fractions),
       "labelled_fractions", config.labelled_fractions, "every fraction must be in (0, 1)")
   for field in ("num_folds", "moons_degree", "digits_image_size"):
-    experiment.require_positive_int(config, field)
-  experiment.require(config.num_folds >= 2, "num_folds", config.num_folds, "must be >= 2")
-  experiment.require(isinstance(config.l2, (int, float)) and 0 < config.l2 < float("inf"),
+    common.require_positive_int(config, field)
+  common.require(config.num_folds >= 2, "num_folds", config.num_folds, "must be >= 2")
+  common.require(isinstance(config.l2, (int, float)) and 0 < config.l2 < float("inf"),
                      "l2", config.l2, "must be a finite number > 0")
-  experiment.require_fraction(config, "bbe_delta")
-  experiment.require(isinstance(config.bbe_gamma, (int, float)) and 0 <= config.bbe_gamma
+  common.require_fraction(config, "bbe_delta")
+  common.require(isinstance(config.bbe_gamma, (int, float)) and 0 <= config.bbe_gamma
                      < float("inf"), "bbe_gamma", config.bbe_gamma,
                      "must be a finite number >= 0")
   return tuple(dict.fromkeys(datasets)), tuple(dict.fromkeys(fractions))
@@ -150,9 +150,10 @@ def plot_estimates(path: str, points: dict[str, list[tuple[float, float, str]]])
 def run(config, workdir: str) -> list[report.Cell]:
   """Estimates π on every dataset, labelled fraction and repeat; writes the table and figure."""
   datasets, fractions = validate(config)
-  resolved = experiment.claim_workdir(workdir, config, selection=SELECTION)
-  out = experiment.Outputs(workdir, resolved)
-  seeds = experiment.repeat_seeds(config)
+  resolved = common.claim_workdir(workdir, config, selection=SELECTION,
+                                  experiment="class_prior")
+  out = common.Outputs(workdir, resolved)
+  seeds = common.repeat_seeds(config)
   points: dict[str, list] = {name: [] for name in ESTIMATORS}
   for dataset in datasets:
     for fraction in fractions:

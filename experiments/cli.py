@@ -11,7 +11,6 @@ nothing, and tests, notebooks and sweeps call `run(config, workdir)` directly.
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import sys
 from typing import Any, Callable
@@ -20,7 +19,9 @@ from absl import app
 from absl import flags
 from ml_collections import config_flags
 
-from jaxpu import experiment
+from experiments.configs import common as config_common
+from jaxpu import fileio
+from jaxpu import runtime
 
 CONFIG_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "configs")
 
@@ -32,10 +33,8 @@ def config_path(name: str) -> str:
 
 def config_help(name: str) -> str:
   """Every field of the experiment's cpu config with its value (shown by --help)."""
-  spec = importlib.util.spec_from_file_location(f"_jaxpu_help_{name}", config_path(name))
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  fields = experiment.flatten(experiment.config_dict(module.get_config("cpu")))
+  module = config_common.load(config_path(name))
+  fields = fileio.flatten(fileio.config_dict(module.get_config("cpu")))
   return "\n".join(f"  --config.{k}={v}" for k, v in fields.items())
 
 
@@ -55,8 +54,8 @@ def main(name: str, run: Callable[[Any, str], Any], argv=None) -> None:
   def _main(args):
     if len(args) > 1:
       raise app.UsageError(f"Unexpected arguments: {' '.join(args[1:])}")
-    experiment.keep_freed_memory()
-    experiment.enable_compilation_cache()
+    runtime.keep_freed_memory()
+    runtime.enable_compilation_cache()
     run(flags.FLAGS.config, flags.FLAGS.workdir)
 
   app.run(_main, argv=argv)

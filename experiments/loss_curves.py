@@ -13,18 +13,18 @@ Settings: `experiments/configs/loss_curves.py`.
 
 import numpy as np
 
-from jaxpu import experiment
+from experiments import common
 
 
 def run(config, workdir: str) -> list:
   """Draws Fig. 2 into `workdir/loss_curves.png`; returns [] (no table cells)."""
-  experiment.require(config.logit_min < config.logit_max, "logit_min", config.logit_min,
+  common.require(config.logit_min < config.logit_max, "logit_min", config.logit_min,
                      f"must be below logit_max ({config.logit_max})")
-  experiment.require_positive_int(config, "points")
-  experiment.claim_workdir(workdir, config)
-  from jaxpu import plots  # pylint: disable=g-import-not-at-top
-  path = plots.plot_loss_curves(
-      experiment.Outputs(workdir).path("loss_curves.png"),
+  common.require_positive_int(config, "points")
+  common.claim_workdir(workdir, config, experiment="loss_curves")
+  from jaxpu.thesis import figures  # pylint: disable=g-import-not-at-top
+  path = figures.plot_loss_curves(
+      common.Outputs(workdir).path("loss_curves.png"),
       np.linspace(config.logit_min, config.logit_max, config.points))
   print(f"Wrote {path}")
   return []

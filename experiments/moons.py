@@ -34,11 +34,11 @@ from absl import logging
 import jax
 import numpy as np
 
-from jaxpu import experiment
+from experiments import common
 from jaxpu import losses
 from jaxpu import metrics
 from jaxpu import models
-from jaxpu import plots
+from jaxpu.thesis import figures
 from jaxpu import report
 from jaxpu import runs
 from jaxpu.data import pipeline
@@ -70,31 +70,31 @@ def _panels(row, spec, result, points, grid_size):
   apply = jax.jit(lambda p, v: model.apply({"params": p}, v, train=False)[:, 0])
   probability = np.asarray(jax.nn.sigmoid(apply(params, grid))).reshape(gx.shape)
   loss_fn = functools.partial(losses.get(row.loss), **dict(row.loss_kwargs))
-  loss, derivative = plots.pointwise_loss_and_derivative(loss_fn, apply(params, x), labels)
+  loss, derivative = figures.pointwise_loss_and_derivative(loss_fn, apply(params, x), labels)
   title = f"{row.name} ({row.labels} labels)"
-  common = dict(title=title, grid_x=gx, grid_y=gy, probability=probability, points=x,
+  shared = dict(title=title, grid_x=gx, grid_y=gy, probability=probability, points=x,
                 labels=labels)
-  return (dict(common, sizes=plots.per_class_normalised(loss, labels)),
-          dict(common, sizes=plots.per_class_normalised(derivative, labels)))
+  return (dict(shared, sizes=figures.per_class_normalised(loss, labels)),
+          dict(shared, sizes=figures.per_class_normalised(derivative, labels)))
 
 
 def validate(config) -> None:
   """Checks every setting before any data is built."""
-  experiment.check_common(config)
-  experiment.require(config.dataset == "moons", "dataset", config.dataset,
+  common.check_common(config)
+  common.require(config.dataset == "moons", "dataset", config.dataset,
                      "this experiment runs on 'moons' only")
   for field in ("steps", "batch_size", "checkpoint_every", "grid"):
-    experiment.require_positive_int(config, field)
-  experiment.require(config.checkpoint_every <= config.steps, "checkpoint_every",
+    common.require_positive_int(config, field)
+  common.require(config.checkpoint_every <= config.steps, "checkpoint_every",
                      config.checkpoint_every, f"must be at most steps ({config.steps})")
-  experiment.require(config.optimizer in experiment.OPTIMIZERS, "optimizer", config.optimizer,
-                     f"choose one of {experiment.OPTIMIZERS}")
-  experiment.require(config.learning_rate > 0, "learning_rate", config.learning_rate,
+  common.require(config.optimizer in runs.OPTIMIZERS, "optimizer", config.optimizer,
+                     f"choose one of {runs.OPTIMIZERS}")
+  common.require(config.learning_rate > 0, "learning_rate", config.learning_rate,
                      "must be > 0")
-  experiment.require_fraction(config, "labelled_fraction")
+  common.require_fraction(config, "labelled_fraction")
   for field in ("weighted_positive_weight", "weighted_negative_weight"):
     value = config[field]
-    experiment.require(isinstance(value, (int, float)) and 0 <= value < float("inf"), field,
+    common.require(isinstance(value, (int, float)) and 0 <= value < float("inf"), field,
                        value, "must be a finite number >= 0")
   models.get("mlp", 1, **config.model_options)
 
@@ -111,14 +111,15 @@ def train_spec(row, config) -> runs.TrainSpec:
 def run(config, workdir: str) -> list[report.Cell]:
   """Trains every row for every repeat; writes the table and Figs. 3-4 into `workdir`."""
   validate(config)
-  resolved = experiment.claim_workdir(workdir, config, selection=SELECTION)
-  out = experiment.Outputs(workdir, resolved)
+  resolved = common.claim_workdir(workdir, config, selection=SELECTION,
+                                  experiment="moons")
+  out = common.Outputs(workdir, resolved)
   table_rows = thesis_rows.moons_rows(config.weighted_positive_weight,
                                       config.weighted_negative_weight)
   specs = {row: train_spec(row, config) for row in table_rows}  # fails before any data
   values = {}  # (row, column) -> [value per repeat]
   loss_panels, derivative_panels = [], []
-  seeds = experiment.repeat_seeds(config)
+  seeds = common.repeat_seeds(config)
   for repeat, seed in enumerate(seeds):
     data = pipeline.make_classification_data(
         config.dataset, batch_size=config.batch_size,
@@ -148,11 +149,11 @@ def run(config, workdir: str) -> list[report.Cell]:
 
   for (row, column), vals in values.items():
     out.add(TABLE.table, row, column, vals)
-  fig3 = plots.plot_decision_regions(
+  fig3 = figures.plot_decision_regions(
       out.path("fig3_moons_loss.png"), loss_panels,
       title="Fig. 3: MLP 2×6 on two moons, 50% of the positives labelled negative",
       size_label="per-class normalised training loss")
-  fig4 = plots.plot_decision_regions(
+  fig4 = figures.plot_decision_regions(
       out.path("fig4_moons_derivative.png"), derivative_panels,
       title="Fig. 4: derivatives of the training loss w.r.t. the model output",
       size_label="per-class normalised |d loss / d f|")

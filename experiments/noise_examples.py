@@ -14,7 +14,7 @@ Settings: `experiments/configs/noise_examples.py`.
 
 from __future__ import annotations
 
-from jaxpu import experiment
+from experiments import common
 from jaxpu import plots
 from jaxpu.data import noise
 from jaxpu.data import pipeline
@@ -31,17 +31,17 @@ def corruption_fn(spec: str, seed: int):
 
 def run(config, workdir: str) -> list:
   """Draws `workdir/label_corruptions.png`; returns [] (no table cells)."""
-  experiment.require_positive_int(config, "images")
+  common.require_positive_int(config, "images")
   corruptions = [(spec, corruption_fn(spec, config.noise_seed))
-                 for spec in experiment.names(config.corruptions)]
-  experiment.claim_workdir(workdir, config)
+                 for spec in common.names(config.corruptions)]
+  common.claim_workdir(workdir, config, experiment="noise_examples")
   overrides = {} if config.num_train is None else dict(num_train=config.num_train, num_test=1)
   data_config = synthetic.synthetic_config(config.synthetic_config, **overrides)
   examples = [dict(ex, image=ex["image"].numpy() / 255.0)
               for ex in synthetic.segmentation_examples(
                   "train", config=data_config, data_dir=config.data_dir).take(config.images)]
   path = plots.plot_label_corruptions(
-      experiment.Outputs(workdir).path("label_corruptions.png"), examples, corruptions,
+      common.Outputs(workdir).path("label_corruptions.png"), examples, corruptions,
       title=f"Label corruptions of embedded training images (noise seed {config.noise_seed}; "
             "black line: original outline, grey: void)")
   print(f"Wrote {path}")

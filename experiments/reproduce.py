@@ -2,27 +2,33 @@ r"""Runs every experiment of the thesis in-process and writes one REPRODUCTION.m
 
 Each experiment's `run` is called with its sub-config (`config.<name>`) into
 WORKDIR/<name>; a finished experiment writes WORKDIR/<name>.status.json (its
-config, wall time, date, machine). `REPRODUCTION.md` is assembled from the
-finished sections, per experiment our tables next to the thesis' own, the
-figures (copied next to the report), and for each of the thesis' claims a
-verdict judged from the numbers (`jaxpu.thesis.claims`); unfinished sections
-are marked pending, never judged. Run the same command again to resume: a
-finished section with the same config is reused, an interrupted one resumes
-its training runs.
+config, wall time, date, machine). The report, WORKDIR/REPRODUCTION.md
+(figures in WORKDIR/reproduction/), is assembled from the finished sections:
+per experiment our tables next to the thesis' own, the figures (copied next
+to the report), and for each of the thesis' claims a verdict judged from the
+numbers (`jaxpu.thesis.claims`); unfinished sections are marked pending,
+never judged. Run the same command again to resume: a finished section with
+the same config is reused, an interrupted one resumes its training runs.
 
   python -m experiments.reproduce                                    # embedded data, CPU
   python -m experiments.reproduce --config.only=moons,cifar_pu
   python -m experiments.reproduce --config=experiments/configs/reproduce.py:paper \
       --config.transfer.data.manual_dir=~/voc                        # the thesis' data, GPU
 
-Settings: `experiments/configs/reproduce.py`.
+The repository's own `REPRODUCTION.md` (and its `reproduction/*.png`) is
+written only when asked, from the checkout's root:
+
+  python -m experiments.reproduce --workdir=runs/reproduce --config.output=REPRODUCTION.md
+
+(`--config.output` is relative to the current folder; the figures go to
+`--config.figures_dir`, default `reproduction`, beside it.) Settings:
+`experiments/configs/reproduce.py`.
 """
 
 from __future__ import annotations
 
 import datetime
 import importlib
-import json
 import os
 import platform
 import shlex
@@ -30,7 +36,8 @@ import shutil
 import sys
 import time
 
-from jaxpu import experiment
+from experiments import common
+from jaxpu import fileio
 from jaxpu import report
 from jaxpu.thesis import claims
 from jaxpu.thesis import paper
@@ -55,9 +62,9 @@ def _module(name: str):
 
 def selected(config) -> list[str]:
   """The experiments to run, in the thesis' order."""
-  only = experiment.names(config.only)
+  only = common.names(config.only)
   unknown = sorted(set(only) - set(SECTIONS))
-  experiment.require(not unknown, "only", config.only,
+  common.require(not unknown, "only", config.only,
                      f"unknown experiment(s) {unknown}; choose from {list(SECTIONS)}")
   return [name for name in SECTIONS if not only or name in only]
 
@@ -100,12 +107,11 @@ def _status_path(workdir: str, name: str) -> str:
 
 def finished_status(workdir: str, name: str, sub_config) -> dict | None:
   """The status of a finished section run with the same config, else None."""
-  path = _status_path(workdir, name)
-  if not os.path.exists(path):
+  status = fileio.read_json(_status_path(workdir, name),
+                            what=f"delete it to run the section {name} again")
+  if status is None:
     return None
-  with open(path) as f:
-    status = json.load(f)
-  if status.get("config") != experiment.config_dict(sub_config):
+  if status.get("config") != fileio.config_dict(sub_config):
     return None
   return status
 
@@ -123,11 +129,8 @@ def run_section(name: str, sub_config, workdir: str) -> dict:
   status = {"name": name, "seconds": time.time() - started,
             "date": date.strftime("%Y-%m-%d %H:%M"), "machine_at_start": before,
             "machine_at_end": machine(), "command": command(),
-            "config": experiment.config_dict(sub_config)}
-  tmp = _status_path(workdir, name) + ".tmp"
-  with open(tmp, "w") as f:
-    json.dump(status, f, indent=1)
-  os.replace(tmp, _status_path(workdir, name))
+            "config": fileio.config_dict(sub_config)}
+  fileio.write_json(_status_path(workdir, name), status)
   print(f"[reproduce] {name}: done ({status['seconds']:.0f} s)", flush=True)
   return status
 
@@ -137,8 +140,8 @@ def run(config, workdir: str) -> list[report.Cell]:
   names = validate(config)
   # Each section claims its own workdir (WORKDIR/<name>) with its sub-config,
   # so here only the shared fields must agree.
-  experiment.claim_workdir(workdir, config,
-                           selection=("only", "output", "figures_dir") + tuple(SECTIONS))
+  common.claim_workdir(workdir, config, experiment="reproduce",
+                       selection=("only", "output", "figures_dir") + tuple(SECTIONS))
   for name in names:
     run_section(name, config[name], workdir)
   return write_report(config, workdir)
@@ -194,12 +197,21 @@ def format_verdicts(verdicts) -> str:
   return "\n".join(lines) + "\n"
 
 
+REPORT = "REPRODUCTION.md"
+
+
+def output_path(config, workdir: str) -> str:
+  """Where the report goes: `config.output` if set, else WORKDIR/REPRODUCTION.md."""
+  return config.output or os.path.join(workdir, REPORT)
+
+
 def write_report(config, workdir: str) -> list[report.Cell]:
-  """Assembles `config.output` from the finished sections; returns their cells."""
+  """Assembles the report (`output_path`) from the finished sections; returns their cells."""
+  output = output_path(config, workdir)
   statuses = {name: finished_status(workdir, name, config[name]) for name in SECTIONS}
   cells = [c for name, st in statuses.items() if st is not None
            for c in report.load_results_if_any(os.path.join(workdir, name))]
-  output_dir = os.path.dirname(os.path.abspath(config.output))
+  output_dir = os.path.dirname(os.path.abspath(output))
   done = [st for st in statuses.values() if st is not None]
   pending = [name for name, st in statuses.items() if st is None]
   total = sum(st["seconds"] for st in done)
@@ -225,11 +237,8 @@ def write_report(config, workdir: str) -> list[report.Cell]:
   ]
   body = [section(name, statuses[name], workdir, output_dir, config) for name in SECTIONS]
   text = "\n".join(header) + "\n" + "\n".join(body)
-  tmp = config.output + ".tmp"
-  with open(tmp, "w") as f:
-    f.write(text)
-  os.replace(tmp, config.output)
-  print(f"Wrote {config.output}")
+  fileio.write_text(output, text)
+  print(f"Wrote {output}")
   return cells
 
 

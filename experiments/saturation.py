@@ -53,7 +53,6 @@ Settings: `experiments/configs/saturation.py`.
 
 from __future__ import annotations
 
-import dataclasses
 import itertools
 import math
 import os
@@ -63,7 +62,8 @@ from absl import logging
 import jax
 import numpy as np
 
-from jaxpu import experiment
+from experiments import common
+from jaxpu import analysis
 from jaxpu import metrics
 from jaxpu import models
 from jaxpu import report
@@ -71,6 +71,7 @@ from jaxpu import runs
 from jaxpu import segmentation_runs as seg
 from jaxpu.data import pipeline
 from jaxpu.data import summaries
+from jaxpu.thesis import columns
 
 LOSS = "generalized_sigmoid_negative"
 DATASETS = ("synthetic", "voc")
@@ -97,19 +98,7 @@ TRADEOFF = {MOONS.table: ("recall", "precision"), SEGMENTATION.table: ("fg rec."
 def grid(section) -> list[tuple[float, float, float]]:
   """Every (α, β, γ) of a config section, α slowest."""
   return [tuple(float(v) for v in cell) for cell in itertools.product(
-      experiment.numbers(section.alphas), experiment.numbers(section.betas), experiment.numbers(section.gammas))]
-
-
-def saturation_logit(beta: float, gamma: float, level: float = 0.95) -> float:
-  """f₉₅: the output above which l(f, 0) = α σ(βf)^γ exceeds `level` · α (flat beyond)."""
-  p = level ** (1.0 / gamma)
-  return math.log(p / (1.0 - p)) / beta
-
-
-def boundary_slope(alpha: float, beta: float, gamma: float) -> float:
-  """s = d l(f, 0) / df at f = 0 = α β γ / 2^(γ+1): how hard the negative term pushes
-  an output at the decision boundary down (eq. 8: 1/4; the logistic loss: 1/2)."""
-  return alpha * beta * gamma / 2.0 ** (gamma + 1.0)
+      common.numbers(section.alphas), common.numbers(section.betas), common.numbers(section.gammas))]
 
 
 def _check_grid(config, section: str) -> None:
@@ -122,54 +111,53 @@ def _check_grid(config, section: str) -> None:
   for field, ok, what in rules:
     name = f"{section}.{field}"
     try:
-      values = experiment.numbers(s[field])
+      values = common.numbers(s[field])
     except TypeError:
       values = (s[field],)
-    experiment.require(len(values) >= 1, name, s[field], "needs at least one value")
+    common.require(len(values) >= 1, name, s[field], "needs at least one value")
     for v in values:
-      experiment.require(
+      common.require(
           isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
           and ok(v), name, s[field], f"every value must be {what}, e.g. "
           f"--config.{name}=0.5,1,2")
-    experiment.require(len(set(values)) == len(values), name, s[field],
+    common.require(len(set(values)) == len(values), name, s[field],
                        "every value must appear once")
 
 
 def validate(config) -> None:
   """Checks every setting before any data is built."""
-  experiment.check_common(config)
-  experiment.require(config.dataset in DATASETS, "dataset", config.dataset,
+  common.check_common(config)
+  common.require(config.dataset in DATASETS, "dataset", config.dataset,
                      f"choose one of {DATASETS} (the segmentation half's data)")
   m = config.moons
   for field in ("steps", "batch_size", "checkpoint_every"):
-    experiment.require_positive_int(config, f"moons.{field}")
-  experiment.require(m.checkpoint_every <= m.steps, "moons.checkpoint_every",
+    common.require_positive_int(config, f"moons.{field}")
+  common.require(m.checkpoint_every <= m.steps, "moons.checkpoint_every",
                      m.checkpoint_every, f"must be at most moons.steps ({m.steps})")
-  experiment.require(m.optimizer in experiment.OPTIMIZERS, "moons.optimizer", m.optimizer,
-                     f"choose one of {experiment.OPTIMIZERS}")
-  experiment.require(isinstance(m.learning_rate, (int, float)) and m.learning_rate > 0,
+  common.require(m.optimizer in runs.OPTIMIZERS, "moons.optimizer", m.optimizer,
+                     f"choose one of {runs.OPTIMIZERS}")
+  common.require(isinstance(m.learning_rate, (int, float)) and m.learning_rate > 0,
                      "moons.learning_rate", m.learning_rate, "must be > 0")
-  fractions = experiment.numbers(m.labelled_fractions)
-  experiment.require(bool(fractions) and len(set(fractions)) == len(fractions),
+  fractions = common.numbers(m.labelled_fractions)
+  common.require(bool(fractions) and len(set(fractions)) == len(fractions),
                      "moons.labelled_fractions", m.labelled_fractions,
                      "needs distinct fractions, e.g. --config.moons.labelled_fractions=0.5,0.3")
   for f in fractions:
-    experiment.require(isinstance(f, (int, float)) and 0 < f < 1, "moons.labelled_fractions",
+    common.require(isinstance(f, (int, float)) and 0 < f < 1, "moons.labelled_fractions",
                        m.labelled_fractions, "every fraction must be in (0, 1), e.g. "
                        "--config.moons.labelled_fractions=0.5,0.3")
   s = config.segmentation
-  experiment.check_training(config, "segmentation.train")
-  rates = experiment.numbers(s.rates)
-  experiment.require(bool(rates) and len(set(rates)) == len(rates), "segmentation.rates",
+  rates = common.numbers(s.rates)
+  common.require(bool(rates) and len(set(rates)) == len(rates), "segmentation.rates",
                      s.rates, "needs distinct rates, e.g. --config.segmentation.rates=0.5,0.7")
   for rate in rates:
-    experiment.require(isinstance(rate, (int, float)) and 0 < rate < 1, "segmentation.rates",
+    common.require(isinstance(rate, (int, float)) and 0 < rate < 1, "segmentation.rates",
                        s.rates, "every rate must be in (0, 1), e.g. "
                        "--config.segmentation.rates=0.5,0.7")
   for section in ("moons", "segmentation"):
     _check_grid(config, section)
   if config.dataset == "voc":
-    experiment.require(config.data.manual_dir is not None, "data.manual_dir", None,
+    common.require(config.data.manual_dir is not None, "data.manual_dir", None,
                        "voc needs the folder with your VOC2011 and SBD archives")
   models.get("mlp", 1, **m.model_options)
   models.get(s.model, 1, **s.model_options)
@@ -215,11 +203,11 @@ def moons_average_precision(spec: runs.TrainSpec, params, batches) -> float:
                                where=(labels == 0) | (labels == 1))
 
 
-def run_moons(config, out: experiment.Outputs, seeds: Sequence[int]) -> None:
+def run_moons(config, out: common.Outputs, seeds: Sequence[int]) -> None:
   m = config.moons
   cells = grid(m)
   specs = {cell: moons_spec(config, cell) for cell in cells}  # fails before any data
-  for fraction in experiment.numbers(m.labelled_fractions):
+  for fraction in common.numbers(m.labelled_fractions):
     label = moons_label(fraction)
     values: dict = {}
     for seed in seeds:
@@ -255,28 +243,25 @@ def run_moons(config, out: experiment.Outputs, seeds: Sequence[int]) -> None:
 
 def foreground_precision(cm) -> dict[str, float]:
   """Precision of the foreground (class 1) of a 2×2 (background, foreground) matrix."""
-  cm = np.asarray(cm, np.float64)
-  predicted = cm[:, 1].sum()
-  return {"fg prec.": float(cm[1, 1] / predicted) if predicted else float("nan")}
+  return {"fg prec.": float(metrics.per_class_scores(cm)["precision"][1])}
 
 
-class SharedDataRunner(seg.Runner):
-  """A `seg.Runner` whose trainings that differ only in their loss share one `Data`
-  (the data depend on the task, the corruption and the seed, never on the loss)."""
+def segmentation_runner(config, workdir: str) -> seg.Runner:
+  """The runner of the segmentation grid (validates `--config.segmentation.train`); its
+  trainings that differ only in their loss share one `Data`."""
+  s = config.segmentation
+  spec = runs.TrainSpec.from_config(s.train, "segmentation.train", model=s.model,
+                                    model_options=dict(s.model_options), num_classes=1,
+                                    loss=LOSS)
+  return seg.Runner(workdir, pretrain=spec, finetune=spec,
+                    data=seg.data_spec(config.data, config.dataset))
 
-  def data(self, training, fold, seed, phase="pretrain", batch_size=None):
-    if training is not None:
-      training = dataclasses.replace(training, loss=LOSS, loss_kwargs=())
-    return super().data(training, fold, seed, phase, batch_size)
 
-
-def run_segmentation(config, workdir: str, out: experiment.Outputs,
+def run_segmentation(config, workdir: str, out: common.Outputs,
                      seeds: Sequence[int]) -> None:
   s = config.segmentation
-  spec = seg.spec_from_config(s.train, s.model, s.model_options)
-  runner = SharedDataRunner(workdir, pretrain=spec, finetune=spec, dataset=config.dataset,
-                            data_options=seg.data_options(config.data, config.dataset))
-  for rate in experiment.numbers(s.rates):
+  runner = segmentation_runner(config, workdir)
+  for rate in common.numbers(s.rates):
     for cell in grid(s):
       alpha, beta, gamma = cell
       training = seg.binary_training(f"unsegment_objects:{rate:g}", LOSS, alpha=alpha,
@@ -284,11 +269,11 @@ def run_segmentation(config, workdir: str, out: experiment.Outputs,
       results = [runner.train(training, None, seed) for seed in seeds]
       scores = {
           "fg AP": [float(np.mean(seg.foreground_average_precision(
-              r, runner.data(training, None, seed).eval_iter))) for r, seed in zip(results, seeds)],
-          "fg rec.": [seg.repeat_value(r, "fg rec.") for r in results],
+              r, runner.dataset(training, None, seed).eval_iter))) for r, seed in zip(results, seeds)],
+          "fg rec.": [columns.repeat_value(r, "fg rec.") for r in results],
           "fg prec.": [float(np.nanmean(r.scores(foreground_precision)["fg prec."]))
                        for r in results],
-          "mean IU": [seg.repeat_value(r, "mean IU") for r in results]}
+          "mean IU": [columns.repeat_value(r, "mean IU") for r in results]}
       logging.info("segmentation, %s unsegmented, α β γ = %s: %s", rate, cell, scores)
       for column in SEGMENTATION.columns:
         out.add(SEGMENTATION.table, _row(segmentation_label(rate), cell), column,
@@ -313,11 +298,8 @@ def by_rate(cells: Sequence[report.Cell], table: str, column: str
 def best_cells(cells: Sequence[report.Cell], table: str, column: str) -> dict[str, report.Cell]:
   """Rate label → the cell of the highest mean of `column` (the first in grid order on a
   tie; NaN means never win)."""
-  out = {}
-  for rate, members in by_rate(cells, table, column).items():
-    means = np.array([c.mean for c in members], np.float64)
-    out[rate] = members[int(np.argmax(np.where(np.isnan(means), -np.inf, means)))]
-  return out
+  return {rate: members[analysis.best_index([c.mean for c in members])]
+          for rate, members in by_rate(cells, table, column).items()}
 
 
 def _cell_name(row) -> str:
@@ -333,19 +315,18 @@ def _correlation_line(members: Sequence[report.Cell], column: str, rate: str,
                       rate_word: str) -> str:
   """Spearman's rank correlation over the grid cells of `column` with the boundary slope
   s and with the saturation point f₉₅ (which of the two orders the cells)."""
-  from scipy import stats  # pylint: disable=g-import-not-at-top
   means = np.array([c.mean for c in members], np.float64)
   cell = np.array([[float(v) for v in c.row[1:]] for c in members])
   keep = np.isfinite(means)
   if keep.sum() < 3 or np.ptp(means[keep]) == 0:
     return f"- {rate} {rate_word}, {column}: too few distinct cells for a rank correlation."
-  slope = [boundary_slope(*c) for c in cell[keep]]
-  f95 = [saturation_logit(c[1], c[2]) for c in cell[keep]]
-  best = cell[int(np.nanargmax(np.where(keep, means, -np.inf)))]
+  slope = [analysis.boundary_slope(*c) for c in cell]
+  f95 = [analysis.saturation_logit(c[1], c[2]) for c in cell]
+  best = cell[analysis.best_index(means)]
   return (f"- {rate} {rate_word}, {column} over the {int(keep.sum())} cells: Spearman ρ "
-          f"{stats.spearmanr(slope, means[keep])[0]:+.2f} with the boundary slope s, "
-          f"{stats.spearmanr(f95, means[keep])[0]:+.2f} with f₉₅; the best cell has "
-          f"s = {boundary_slope(*best):.3f} (eq. 8: 0.250).")
+          f"{analysis.rank_correlation(slope, means):+.2f} with the boundary slope s, "
+          f"{analysis.rank_correlation(f95, means):+.2f} with f₉₅; the best cell has "
+          f"s = {analysis.boundary_slope(*best):.3f} (eq. 8: 0.250).")
 
 
 def summary(cells: Sequence[report.Cell], table: str, rate_word: str) -> str:
@@ -357,7 +338,7 @@ def summary(cells: Sequence[report.Cell], table: str, rate_word: str) -> str:
     best = best_cells(cells, table, column)
     groups = by_rate(cells, table, column)
     for rate, cell in best.items():
-      f95 = saturation_logit(float(cell.row[2]), float(cell.row[3]))
+      f95 = analysis.saturation_logit(float(cell.row[2]), float(cell.row[3]))
       text = (f"- {rate} {rate_word}, best by {column}: {_cell_name(cell.row)} "
               f"({column} {cell.mean:.3f} ± {cell.std:.3f}, f₉₅ = {f95:.2f})")
       plain = [c for c in groups[rate] if c.row[1:] == eq8]
@@ -385,9 +366,9 @@ def summary(cells: Sequence[report.Cell], table: str, rate_word: str) -> str:
 def heatmap_panels(cells: Sequence[report.Cell], table: str, section) -> list[list[dict]]:
   """The panels of `plots.plot_heatmaps`: one row per (score, α), one column per rate;
   each panel β (rows) × γ (columns)."""
-  betas = [f"{float(v):g}" for v in experiment.numbers(section.betas)]
-  gammas = [f"{float(v):g}" for v in experiment.numbers(section.gammas)]
-  alphas = [f"{float(v):g}" for v in experiment.numbers(section.alphas)]
+  betas = [f"{float(v):g}" for v in common.numbers(section.betas)]
+  gammas = [f"{float(v):g}" for v in common.numbers(section.gammas)]
+  alphas = [f"{float(v):g}" for v in common.numbers(section.alphas)]
   rows = []
   for column in HEATMAPS[table]:
     groups = by_rate(cells, table, column)
@@ -412,7 +393,7 @@ def tradeoff_panel(cells: Sequence[report.Cell], table: str, title: str) -> dict
     for cx, cy in zip(xs[rate], ys[rate]):
       points["x"].append(cx.mean)
       points["y"].append(cy.mean)
-      points["colour"].append(boundary_slope(*(float(v) for v in cx.row[1:])))
+      points["colour"].append(analysis.boundary_slope(*(float(v) for v in cx.row[1:])))
       points["group"].append(rate)
       points["highlight"].append(cx.row[1:] == eq8)
   return dict(title=title, xlabel=x_name, ylabel=y_name, **points)
@@ -421,9 +402,11 @@ def tradeoff_panel(cells: Sequence[report.Cell], table: str, title: str) -> dict
 def run(config, workdir: str) -> list[report.Cell]:
   """Trains both grids for every rate and repeat; writes tables, summary and figures."""
   validate(config)
-  resolved = experiment.claim_workdir(workdir, config, selection=SELECTION)
-  out = experiment.Outputs(workdir, resolved)
-  seeds = experiment.repeat_seeds(config)
+  segmentation_runner(config, workdir)  # validates the training settings before the claim
+  resolved = common.claim_workdir(workdir, config, selection=SELECTION,
+                                  experiment="saturation")
+  out = common.Outputs(workdir, resolved)
+  seeds = common.repeat_seeds(config)
   run_moons(config, out, seeds)
   run_segmentation(config, workdir, out, seeds)
 
@@ -454,13 +437,13 @@ def run(config, workdir: str) -> list[report.Cell]:
       f"hard it pushes an unlabelled positive there towards background). Mean ± std over {len(seeds)} repeat(s) (seeds {seeds}).\n\n"
       f"Two moons: MLP 2×6 ({m.model_options.activation}), {m.optimizer} "
       f"{m.learning_rate:g}, full batch, {m.steps} steps; `pu_labels` with "
-      f"{', '.join(f'{f:g}' for f in experiment.numbers(m.labelled_fractions))} of the positives "
+      f"{', '.join(f'{f:g}' for f in common.numbers(m.labelled_fractions))} of the positives "
       "labelled; scored at the last step on an independent test draw with true labels "
       "(AP: ranked by the logit; precision, recall, F1 at f = 0).\n\n"
       f"Binary segmentation on `{config.dataset}`: {s.model}, {s.train.optimizer} "
       f"{s.train.learning_rate:g} ({s.train.schedule}), {s.train.steps} steps of "
       f"{s.train.batch_size}; `unsegment_objects` at "
-      f"{', '.join(f'{r:g}' for r in experiment.numbers(s.rates))}; scored against the complete test "
+      f"{', '.join(f'{r:g}' for r in common.numbers(s.rates))}; scored against the complete test "
       f"labels, each repeat the mean of its last {s.train.keep} snapshots (fg AP: pixels "
       "ranked by the logit; recall, precision at 0.5).\n\n"
       "## Summary (computed from the tables below)\n\n"

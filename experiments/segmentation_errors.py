@@ -47,12 +47,13 @@ from typing import Optional
 
 import numpy as np
 
-from jaxpu import experiment
+from experiments import common
 from jaxpu import models
 from jaxpu import report
 from jaxpu import segmentation_runs as seg
 from jaxpu.data import noise
 from jaxpu.data import pipeline
+from jaxpu.thesis import columns
 from jaxpu.thesis import claims
 from jaxpu.thesis import rows as thesis_rows
 
@@ -93,40 +94,38 @@ def training(labels: str, loss_name: str, config) -> seg.Training:
 
 def validate(config) -> tuple[list[str], tuple[float, ...]]:
   """Checks every setting before any data is built; returns (training labels, transfer levels)."""
-  experiment.check_common(config)
-  experiment.require(config.dataset in DATASETS, "dataset", config.dataset,
+  common.check_common(config)
+  common.require(config.dataset in DATASETS, "dataset", config.dataset,
                      f"choose one of {DATASETS}")
-  for section in ("pretrain", "finetune"):
-    experiment.check_training(config, section)
-  experiment.require_fraction(config, "finetune_fraction", allow_none=True)
-  experiment.require(config.fold in (1, 2, 3, 4), "fold", config.fold, "choose 1, 2, 3 or 4")
-  levels = experiment.numbers(config.levels)
-  experiment.require(bool(levels) and all(isinstance(x, (int, float)) and 0 < x <= 1
+  common.require_fraction(config, "finetune_fraction", allow_none=True)
+  common.require(config.fold in (1, 2, 3, 4), "fold", config.fold, "choose 1, 2, 3 or 4")
+  levels = common.numbers(config.levels)
+  common.require(bool(levels) and all(isinstance(x, (int, float)) and 0 < x <= 1
                                           for x in levels),
                      "levels", config.levels, "give fractions in (0, 1], e.g. 0.5,1.0")
-  noises = experiment.names(config.noises)
-  experiment.require(bool(noises), "noises", config.noises,
+  noises = common.names(config.noises)
+  common.require(bool(noises), "noises", config.noises,
                      f"name at least one of {list(noise.SEGMENTATION_ERRORS)}")
   for spec in noises:
     try:
       pipeline.parse_corruption(corruption(spec, levels[0]), noise.SEGMENTATION_ERRORS)
     except ValueError as e:
       raise ValueError(f"--config.noises={spec!r}: {e}") from None
-  losses = experiment.names(config.losses)
-  experiment.require(bool(losses) and set(losses) <= set(LOSSES), "losses", config.losses,
+  losses = common.names(config.losses)
+  common.require(bool(losses) and set(losses) <= set(LOSSES), "losses", config.losses,
                      f"choose from {list(LOSSES)}")
   weight = config.class_weighted_negative_weight
-  experiment.require(isinstance(weight, (int, float)) and 0 <= weight < float("inf"),
+  common.require(isinstance(weight, (int, float)) and 0 <= weight < float("inf"),
                      "class_weighted_negative_weight", weight, "must be a finite number >= 0")
   for field in ("alpha", "beta", "gamma"):
     value = config.generalized[field]
-    experiment.require(isinstance(value, (int, float)) and 0 < value < float("inf"),
+    common.require(isinstance(value, (int, float)) and 0 < value < float("inf"),
                        f"generalized.{field}", value, "must be a finite number > 0")
-  transfer_levels = experiment.numbers(config.transfer_levels)
-  experiment.require(set(transfer_levels) <= set(levels), "transfer_levels",
+  transfer_levels = common.numbers(config.transfer_levels)
+  common.require(set(transfer_levels) <= set(levels), "transfer_levels",
                      config.transfer_levels, f"choose among the levels {list(levels)} (or ())")
   if config.dataset == "voc":
-    experiment.require(config.data.manual_dir is not None, "data.manual_dir", None,
+    common.require(config.data.manual_dir is not None, "data.manual_dir", None,
                        "voc needs the folder with your VOC2011 and SBD archives")
   models.get(config.model, 1, **config.model_options)
   labels = [CLEAN] + [corruption(n, level) for n in noises for level in levels]
@@ -136,10 +135,10 @@ def validate(config) -> tuple[list[str], tuple[float, ...]]:
 def binary_values(runner: seg.Runner, t: seg.Training, fold: int, seeds) -> dict[str, list]:
   """The `binary` table's columns of one training, one value per repeat."""
   results = [runner.train(t, fold, seed) for seed in seeds]
-  values = {column: [seg.repeat_value(r, column) for r in results]
+  values = {column: [columns.repeat_value(r, column) for r in results]
             for column in ("fg rec.", "bg rec.", "mean IU")}
   values["fg AP"] = [float(np.mean(seg.foreground_average_precision(
-      r, runner.data(t, fold, seed).eval_iter))) for r, seed in zip(results, seeds)]
+      r, runner.dataset(t, fold, seed).eval_iter))) for r, seed in zip(results, seeds)]
   return values
 
 
@@ -157,14 +156,14 @@ PAIRED_COLUMNS = (("binary", "fg AP"), ("binary", "mean IU"), ("transfer", "mean
 def paired_table(cells, losses, labels) -> str:
   """Markdown table of the paired differences (same seed) that answer the question:
   the noise's cost to the logistic loss (clean − noisy) and each loss' gain over the
-  logistic loss on the same noisy labels, as d ± SE (* where |d| > 2 SE)."""
+  logistic loss on the same noisy labels, as d ± SE (* where a two-sided paired t-test gives p < 0.05)."""
   by = {(c.table, c.row, c.column): c.values for c in cells}
 
   def entry(table, a, b, column):
     if (table, a, column) not in by or (table, b, column) not in by:
       return "—"
     p = claims.paired(by[(table, a, column)], by[(table, b, column)])
-    star = "*" if np.isfinite(p.se) and abs(p.mean) > claims.THRESHOLD * p.se else ""
+    star = "*" if claims.significant(p) else ""
     return f"{p.mean:+.3f} ± {p.se:.3f}{star}"
 
   header = " | ".join(f"{'fine-tuned' if t == 'transfer' else 'binary'} {c}"
@@ -202,14 +201,15 @@ def run(config, workdir: str) -> list[report.Cell]:
   """Trains every (labels, loss) on the fold's pre-training classes, fine-tunes the
   transfer levels, writes the two tables and the figure into `workdir`."""
   labels, transfer_levels = validate(config)
-  resolved = experiment.claim_workdir(workdir, config, selection=SELECTION)
-  outputs = experiment.Outputs(workdir, resolved)
-  runner = seg.runner_from_config(config, workdir)
-  seeds = experiment.repeat_seeds(config)
-  losses = experiment.names(config.losses)
+  runner = seg.runner_from_config(config, workdir)  # validates the training settings
+  resolved = common.claim_workdir(workdir, config, selection=SELECTION,
+                                  experiment="segmentation_errors")
+  outputs = common.Outputs(workdir, resolved)
+  seeds = common.repeat_seeds(config)
+  losses = common.names(config.losses)
   fold = config.fold
   finetuned = [x for x in labels if _level(x)[1] in (0.0,) + transfer_levels]
-  runner.progress = experiment.Progress(
+  runner.progress = common.Progress(
       "segmentation_errors",
       len(seeds) * (len(labels) * len(losses) * runner.pretrain.steps
                     + (len(finetuned) * len(losses) + 1) * runner.finetune.steps),
@@ -225,9 +225,9 @@ def run(config, workdir: str) -> list[report.Cell]:
     rows = [((RANDOM, "-"), None)] + [((x, loss), training(x, loss, config))
                                       for x in finetuned for loss in losses]
     for row, t in rows:
-      results = [runner.transfer(t, fold, seed) for seed in seeds]
+      results = [runner.finetune_run(t, fold, seed) for seed in seeds]
       for column in TRANSFER_SPEC.columns:
-        outputs.add("transfer", row, column, [seg.repeat_value(r, column) for r in results])
+        outputs.add("transfer", row, column, [columns.repeat_value(r, column) for r in results])
     specs.append(TRANSFER_SPEC)
 
   from jaxpu import plots  # pylint: disable=g-import-not-at-top
@@ -246,7 +246,7 @@ def run(config, workdir: str) -> list[report.Cell]:
       + (f" (a seeded {config.finetune_fraction:.0%} of its images)"
          if config.finetune_fraction else "") + ".\n")
   epilogue = (f"**Paired differences** (same seed; mean d ± standard error over the repeats; "
-              f"* where |d| > {claims.THRESHOLD:g} SE):\n\n"
+              f"* where a two-sided paired t-test gives p < {claims.ALPHA:g}):\n\n"
               + paired_table(outputs.cells, losses, labels) + f"\nFigure: `{os.path.basename(figure)}`.")
   markdown = outputs.write(specs, preamble=preamble, epilogue=epilogue)
   print(markdown)

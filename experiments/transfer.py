@@ -29,10 +29,15 @@ Settings: `experiments/configs/transfer.py`. In Python:
 
 from __future__ import annotations
 
-from jaxpu import experiment
+import os
+
+import numpy as np
+
+from experiments import common
 from jaxpu import models
 from jaxpu import report
 from jaxpu import segmentation_runs as seg
+from jaxpu.thesis import columns
 from jaxpu.thesis import claims
 from jaxpu.thesis import paper
 from jaxpu.thesis import rows as thesis_rows
@@ -50,34 +55,29 @@ def pretraining_spec(fold_names: str) -> report.TableSpec:
   return report.TableSpec(
       "pretraining", f"Pre-trained models on their own test split ({fold_names}; "
       "scored against the true labels of the pre-training task)",
-      ("fold", "pre-training"), tuple(seg.BINARY_COLUMNS.values()))
+      ("fold", "pre-training"), tuple(columns.BINARY_COLUMNS.values()))
 
 
 def validate(config) -> tuple[tuple[str, ...], tuple[int, ...]]:
   """Checks every setting before any data is built; returns (tables, folds)."""
-  experiment.check_common(config)
-  experiment.require(config.dataset in DATASETS, "dataset", config.dataset,
+  common.check_common(config)
+  common.require(config.dataset in DATASETS, "dataset", config.dataset,
                      f"choose one of {DATASETS}")
-  tables = thesis_rows.check_tables(experiment.names(config.tables))
+  tables = thesis_rows.check_tables(common.names(config.tables))
   folds = tuple(config.folds) if not isinstance(config.folds, int) else (config.folds,)
-  experiment.require(bool(folds) and all(f in (1, 2, 3, 4) for f in folds)
+  common.require(bool(folds) and all(f in (1, 2, 3, 4) for f in folds)
                      and len(set(folds)) == len(folds), "folds", config.folds,
                      "list distinct folds among 1, 2, 3, 4, e.g. --config.folds=1,2")
-  for section in ("pretrain", "finetune"):
-    experiment.check_training(config, section)
-  experiment.require_fraction(config, "finetune_fraction", allow_none=True)
-  longer = config.pretrain_multiclass
-  if longer.steps is not None:
-    experiment.require_positive_int(config, "pretrain_multiclass.steps")
-    every = longer.checkpoint_every or config.pretrain.checkpoint_every
-    experiment.require(every <= longer.steps, "pretrain_multiclass.checkpoint_every", every,
-                       f"must be at most pretrain_multiclass.steps ({longer.steps})")
-    experiment.require(config.pretrain.warmup_steps < longer.steps, "pretrain_multiclass.steps",
-                       longer.steps, "must exceed pretrain.warmup_steps")
-  elif longer.checkpoint_every is not None:
-    experiment.require_positive_int(config, "pretrain_multiclass.checkpoint_every")
+  common.require_fraction(config, "finetune_fraction", allow_none=True)
+  common.require_positive_int(config, "finetune_draws")
+  if config.imagenet_weights is not None:
+    common.require(config.model == "fcn_alexnet", "imagenet_weights", config.imagenet_weights,
+                   "initialises fcn_alexnet's encoder only (--config.model=fcn_alexnet)")
+    common.require(os.path.isfile(config.imagenet_weights), "imagenet_weights",
+                   config.imagenet_weights, "no such file; convert the BVLC .caffemodel with "
+                   "python -m jaxpu.models.alexnet_weights CAFFEMODEL OUT.npz")
   if config.dataset == "voc":
-    experiment.require(config.data.manual_dir is not None, "data.manual_dir", None,
+    common.require(config.data.manual_dir is not None, "data.manual_dir", None,
                        "voc needs the folder with your VOC2011 and SBD archives")
   models.get(config.model, 2, **config.model_options)  # unknown options fail here
   return tables, folds
@@ -86,16 +86,14 @@ def validate(config) -> tuple[tuple[str, ...], tuple[int, ...]]:
 def planned_work(tables, folds, seeds, runner: seg.Runner) -> tuple[int, int]:
   """(runs, steps) that `measure` trains: pre-trainings and distinct fine-tunings."""
   rows = thesis_rows.rows_for(tables)
-  pretrainings = thesis_rows.trainings_for(rows)
-  fine_tunings = len({row.training for row in rows})
-  steps = sum(runner.multiclass_pretrain.get("steps", runner.pretrain.steps)
-              if not t.binary else runner.pretrain.steps for t in pretrainings)
-  steps += fine_tunings * runner.finetune.steps
+  planned = [seg.Run(t, None, 0) for t in thesis_rows.trainings_for(rows)]
+  planned += [seg.Run(None, None, 0) for _ in {row.training for row in rows}
+              for _ in range(runner.finetune_draws)]
   repeats = len(folds) * len(seeds)
-  return (len(pretrainings) + fine_tunings) * repeats, steps * repeats
+  return len(planned) * repeats, sum(runner.planned_steps(r) for r in planned) * repeats
 
 
-def measure(tables, folds, seeds, runner: seg.Runner, outputs: experiment.Outputs) -> None:
+def measure(tables, folds, seeds, runner: seg.Runner, outputs: common.Outputs) -> None:
   """Trains what `tables` need on `folds` × `seeds` and records every cell in `outputs`.
 
   Every value is one repeat's: the mean over that run's last snapshots. A
@@ -107,12 +105,16 @@ def measure(tables, folds, seeds, runner: seg.Runner, outputs: experiment.Output
   for fold in folds:
     for training in thesis_rows.trainings_for(rows):
       results = [runner.train(training, fold, seed) for seed in seeds]
-      for column in seg.own_scores(results[0]):
+      for column in columns.own_scores(results[0]):
         outputs.add("pretraining", (f"Fold{fold}", names[training]), column,
-                    [seg.repeat_value(r, column) for r in results])
+                    [columns.repeat_value(r, column) for r in results])
 
   def finetune_values(training, fold, column):
-    return [seg.repeat_value(runner.transfer(training, fold, seed), column) for seed in seeds]
+    """One value per repeat: the mean over its fine-tuning draws of each draw's value."""
+    return [float(np.mean([columns.repeat_value(runner.finetune_run(training, fold, seed, draw),
+                                                column)
+                           for draw in range(runner.finetune_draws)]))
+            for seed in seeds]
 
   for row in rows:
     if row.table == "fig7":
@@ -148,35 +150,49 @@ def verdicts_markdown(cells) -> str:
   return "\n".join(lines) + "\n"
 
 
+def init_note(config) -> str:
+  """Where the pre-trainings' encoder started, said plainly where it differs from the thesis."""
+  if config.model != "fcn_alexnet":
+    return ""
+  if config.imagenet_weights:
+    return (f"\nThe pre-trainings' encoder started from the ImageNet AlexNet weights "
+            f"`{config.imagenet_weights}`, as in the thesis.\n")
+  return ("\nThe pre-trainings' encoder started from scratch "
+          f"({config.model_options.get('kernel_init', 'glorot')} initialisation), unlike the "
+          "thesis, which started from ImageNet AlexNet (`--config.imagenet_weights`).\n")
+
+
 def run(config, workdir: str) -> list[report.Cell]:
   """Runs the transfer tables of `config` into `workdir`; returns the cells measured."""
   tables, folds = validate(config)
-  resolved = experiment.claim_workdir(workdir, config, selection=SELECTION)
-  outputs = experiment.Outputs(workdir, resolved)
-  runner = seg.runner_from_config(config, workdir)
-  seeds = experiment.repeat_seeds(config)
+  runner = seg.runner_from_config(config, workdir)  # validates the training settings
+  resolved = common.claim_workdir(workdir, config, selection=SELECTION,
+                                  experiment="transfer")
+  outputs = common.Outputs(workdir, resolved)
+  seeds = common.repeat_seeds(config)
   runs, steps = planned_work(tables, folds, seeds, runner)
-  runner.progress = experiment.Progress("transfer", steps, runs)
+  runner.progress = common.Progress("transfer", steps, runs)
   measure(tables, folds, seeds, runner, outputs)
 
   specs = [FIG7_SPEC if t == "fig7" else paper.paper_spec(t) for t in tables]
   specs.append(pretraining_spec(", ".join(f"fold {f}" for f in folds)))
   if "fig7" in tables:
-    from jaxpu import plots  # pylint: disable=g-import-not-at-top
-    plots.plot_categorisations(outputs.path("fig7_categorisations.png"),
+    from jaxpu.thesis import figures  # pylint: disable=g-import-not-at-top
+    figures.plot_categorisations(outputs.path("fig7_categorisations.png"),
                                *fig7_points(outputs.cells))
   fraction = (f"a seeded {config.finetune_fraction:.0%} of the fold's training images "
               "(the same images for every row of a repeat)"
               if config.finetune_fraction else "all of the fold's training images")
   preamble = (
       f"# Transfer experiments (thesis §5.3) on `{config.dataset}`\n\n"
-      f"Fine-tuning mean IU on the fold's five classes, mean ± std over {config.repeats} "
-      f"repeat(s) (n in results.json); each repeat's value is the mean of its last "
+      f"Fine-tuning mean IU on the fold's five classes, mean ± std (ddof 1) over "
+      f"{config.repeats} repeat(s) (n in results.json); each repeat's value is the mean over "
+      f"its {config.finetune_draws} fine-tuning draw(s) of each draw's mean over its last "
       f"{runner.finetune.keep} snapshots, and each repeat re-runs the pre-trainings with its "
       f"own seed (init, shuffling, label noise). `Average` averages the folds per repeat. "
       f"Scale `{config.scale}`: {config.model}, pre-training {config.pretrain.steps} steps "
       f"(multi-class pre-trainings: {config.pretrain_multiclass.steps or config.pretrain.steps}"
-      f"), fine-tuning {config.finetune.steps} steps on {fraction}.\n")
+      f"), fine-tuning {config.finetune.steps} steps on {fraction}.\n" + init_note(config))
   reference = paper.reference_cells(tables) if config.dataset == "voc" else None
   markdown = outputs.write(specs, reference=reference, preamble=preamble,
                            epilogue=verdicts_markdown(outputs.cells))

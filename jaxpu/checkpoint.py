@@ -18,10 +18,19 @@ warning. On a damaged or unreadable step:
 
 - `CheckpointManager.restore(target)` (resuming training, no `step` given)
   falls back to the newest intact earlier step with a warning naming the
-  damaged one, which stays on disk; `restored_step` says which step it used.
+  damaged one, which is moved aside (renamed `<step>.damaged-<time>`) so
+  that the retrained state is saved under its step; the damaged copy is
+  deleted only once that new step is complete and checksummed.
+  `restored_step` says which step it used.
 - `restore_params` and `transfer` raise, whether the step was given or is the
   default (the latest): silently evaluating or fine-tuning older weights would
   change results. The error lists the other steps to pass as `step=`.
+
+A finished run's readers pass its last step as `step=`: if that step was
+deleted (or replaced by a file), `MissingCheckpointError` names the folder
+and the step instead of the older weights being read. A full disk while
+saving or writing a manifest raises one short `DiskFullError` (an OSError,
+errno ENOSPC) naming the folder, instead of Orbax's tracebacks.
 
 `transfer(params, checkpoint_dir, step=None, keys=("encoder",))` restores only
 the given top-level subtrees (the feature extractor g of eq. 1) from a
@@ -38,11 +47,15 @@ the workdir itself.
 
 from __future__ import annotations
 
+import errno
 import json
 import logging as logging_std
 import os
+import re
+import shutil
 import signal
 import threading
+import time
 import zlib
 from typing import Any, Mapping, Optional, Sequence
 
@@ -50,6 +63,8 @@ from absl import logging as absl_logging
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
+
+from jaxpu import fileio
 
 DEFAULT_MAX_TO_KEEP = 5
 CHECKPOINT_SUBDIR = "checkpoints"
@@ -72,6 +87,50 @@ class DamagedCheckpointError(CheckpointError):
     super().__init__(message)
     self.path = path
     self.step = step
+
+
+class MissingCheckpointError(CheckpointError):
+  """A checkpoint step that was asked for by number and is not there (deleted, or not a folder)."""
+
+  def __init__(self, message: str, *, path: str = "", step: Optional[int] = None):
+    super().__init__(message)
+    self.path = path
+    self.step = step
+
+
+class DiskFullError(OSError):
+  """A checkpoint write failed for want of space (errno ENOSPC); names the folder."""
+
+
+_NO_SPACE = "No space left on device"
+
+
+def _disk_full_cause(error: BaseException) -> Optional[BaseException]:
+  """The ENOSPC error in `error`'s chain (causes, contexts, groups), if any."""
+  todo, seen = [error], set()
+  while todo:
+    e = todo.pop()
+    if e is None or id(e) in seen:
+      continue
+    seen.add(id(e))
+    if isinstance(e, OSError) and e.errno == errno.ENOSPC:
+      return e
+    if not isinstance(e, OSError) and _NO_SPACE in str(e):  # TensorStore: plain Exception
+      return e
+    todo += [e.__cause__, e.__context__, *getattr(e, "exceptions", ())]
+  return None
+
+
+def _disk_full(folder: str, what: str) -> DiskFullError:
+  """The short error for a write in `folder` that found the disk full."""
+  try:
+    free = f"{shutil.disk_usage(folder).free / 2**20:.0f} MiB free now"
+  except OSError:
+    free = "free space unknown"
+  return DiskFullError(
+      errno.ENOSPC, f"Disk full: {what} in {folder} failed: no space left on device "
+      f"({free}). Free some space (or move the workdir to a larger disk) and rerun: "
+      "training resumes from the last complete checkpoint.")
 
 
 def _short(error: BaseException, limit: int = 400) -> str:
@@ -112,6 +171,9 @@ def write_manifest(step_dir: str | os.PathLike) -> dict:
   renamed into place, so it is either complete or absent. `CheckpointManager`
   calls this once Orbax has finalised a step; call it yourself only on a step
   known to be intact.
+
+  Raises:
+    DiskFullError: the disk is full (names the step folder).
   """
   step_dir = os.fspath(step_dir)
   files = {}
@@ -120,17 +182,13 @@ def write_manifest(step_dir: str | os.PathLike) -> dict:
     files[name] = {"size": size, "crc32": f"{crc:08x}"}
   manifest = {"format": _MANIFEST_FORMAT, "version": _MANIFEST_VERSION, "checksum": "crc32",
               "files": files}
-  final = os.path.join(step_dir, MANIFEST_NAME)
-  temporary = f"{final}.tmp-{os.getpid()}-{threading.get_ident()}"
   try:
-    with open(temporary, "w") as f:
-      json.dump(manifest, f, indent=1, sort_keys=True)
-      f.flush()
-      os.fsync(f.fileno())
-    os.replace(temporary, final)
-  finally:
-    if os.path.exists(temporary):
-      os.remove(temporary)
+    fileio.write_json(os.path.join(step_dir, MANIFEST_NAME), manifest, indent=1,
+                      sort_keys=True, fsync=True)
+  except OSError as e:
+    if e.errno == errno.ENOSPC:
+      raise _disk_full(step_dir, "writing the checksum manifest of a checkpoint") from None
+    raise
   return manifest
 
 
@@ -157,6 +215,10 @@ def _check_step_dir(step_dir: str, path: str, step: int) -> bool:
              for name, entry in manifest["files"].items()}
   except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
     raise damaged(f"its checksum manifest {manifest_path} is unreadable ({_short(e)})") from e
+  if not files:  # a finalised step always has files: an empty list checks nothing
+    present = len(_step_files(step_dir))
+    raise damaged(f"its checksum manifest {manifest_path} lists no file (the folder holds "
+                  f"{present} other file(s)), so nothing in it can be verified")
   for name, (size, crc) in sorted(files.items()):
     full = os.path.join(step_dir, *name.split("/"))
     try:
@@ -182,7 +244,8 @@ def verify_step(checkpoint_dir: str | os.PathLike, step: int) -> bool:
   """Checks the files of checkpoint `step` against its checksum manifest.
 
   Every file the manifest lists must exist with the recorded size and CRC-32
-  (files it does not list are ignored). Reads the whole step once.
+  (files it does not list are ignored; a manifest listing no file is
+  damaged). Reads the whole step once.
 
   Args:
     checkpoint_dir: a checkpoint folder (or a `fit` workdir holding `checkpoints/`).
@@ -275,16 +338,27 @@ class _ManifestingManager(ocp.CheckpointManager):
     return result
 
 
-def _write_step_manifest(directory: str, step: int) -> None:
-  """Writes the manifest of a finalised step (primary process only); logs failures."""
+def _write_step_manifest(directory: str, step: int, *, raise_disk_full: bool = False) -> None:
+  """Writes the manifest of a finalised step (primary process only); logs failures.
+
+  A full disk raises `DiskFullError` with `raise_disk_full` (the caller's
+  thread), and is logged in one line otherwise (Orbax's finalize thread,
+  where an exception would only print pages of tracebacks).
+  """
   step_dir = os.path.join(directory, str(int(step)))
   if jax.process_index() != 0 or not os.path.isdir(step_dir):
     return  # a failed save leaves no step folder under its final name
   try:
     write_manifest(step_dir)
   except OSError as e:
+    if raise_disk_full and e.errno == errno.ENOSPC:
+      raise
     absl_logging.warning("Could not write the checksum manifest of checkpoint step %d in %s "
                          "(%s); it will be restored unverified.", step, directory, _short(e))
+
+
+# A damaged step moved aside by `CheckpointManager.restore`: `<step>.damaged-<time>`.
+_ASIDE = re.compile(r"^(\d+)\.damaged-")
 
 
 class CheckpointManager:
@@ -313,6 +387,7 @@ class CheckpointManager:
     self.save_interval_steps = save_interval_steps
     self.restored_step: Optional[int] = None
     self._saved: set[int] = set()  # steps saved by this manager, for the manifest check
+    self._reported_disk_full = False
     options = ocp.CheckpointManagerOptions(
         max_to_keep=max_to_keep, enable_async_checkpointing=async_save, create=True)
     self._manager = _ManifestingManager(self.directory, options=options,
@@ -321,15 +396,22 @@ class CheckpointManager:
   def save(self, step: int, state: Any, *, force: bool = False) -> bool:
     """Saves `state` as `step` if `step` is a multiple of the interval (or `force`).
 
-    Returns True if it saved (a step already saved is not written again). The
-    checksum manifest is written once the save is finalised.
+    Returns True if it saved (a step already saved is not written again; a
+    damaged one that `restore` skipped was moved aside, so the retrained
+    state is saved in its place). The checksum manifest is written once the
+    save is finalised.
+
+    Raises:
+      DiskFullError: the disk is full (this save, or the previous one
+        finishing in the background); names the folder.
     """
     step = int(step)
     if not force and step % self.save_interval_steps:
       return False
     if step in self._manager.all_steps():
       return False
-    saved = self._manager.save(step, args=ocp.args.StandardSave(state), force=True)
+    with _DiskFullAs(self):
+      saved = self._manager.save(step, args=ocp.args.StandardSave(state), force=True)
     if saved:
       self._saved.add(step)
     return saved
@@ -341,8 +423,11 @@ class CheckpointManager:
     without one is restored unverified, with a warning). With `step` given, a
     damaged or unreadable step raises. With `step=None` (resuming), the latest
     step is tried first and a damaged or unreadable one is skipped, with a
-    warning naming it, for the newest intact earlier step; damaged steps are
-    left on disk. `restored_step` records the step used.
+    warning naming it, for the newest intact earlier step; the skipped steps
+    are then moved aside, renamed `<step>.damaged-<time>` in the same folder,
+    so that training from the earlier step saves them anew; each is deleted
+    once its replacement is saved and checksummed (`wait_until_finished`),
+    never before. `restored_step` records the step used.
 
     Args:
       target: a pytree of arrays or `jax.ShapeDtypeStruct`s.
@@ -350,7 +435,7 @@ class CheckpointManager:
 
     Raises:
       DamagedCheckpointError: `step` was given and is damaged or unreadable,
-        or no step is intact.
+        or no step is intact (nothing is moved then).
       CheckpointError: there is no checkpoint, or a verified step does not
         match `target`.
     """
@@ -367,19 +452,52 @@ class CheckpointManager:
       try:
         restored = self._restore_step(candidate, abstract)
       except DamagedCheckpointError as e:
-        absl_logging.warning("%s Trying the previous step; step %d stays on disk.", e, candidate)
-        skipped.append(f"step {candidate}: {e}")
+        absl_logging.warning("%s Trying the previous step.", e)
+        skipped.append((candidate, f"step {candidate}: {e}"))
         continue
       if skipped:
         absl_logging.warning(
             "Resuming from checkpoint step %d in %s instead of the latest step %d, which is "
             "damaged or unreadable.", candidate, self.directory, steps[0])
+        self._move_aside([s for s, _ in skipped])
       self.restored_step = candidate
       return restored
     raise DamagedCheckpointError(
-        f"No intact checkpoint in {self.directory}: " + " | ".join(skipped)
+        f"No intact checkpoint in {self.directory}: " + " | ".join(why for _, why in skipped)
         + " Delete or move the damaged step folders to start afresh.",
         path=self.directory, step=steps[0])
+
+  def _move_aside(self, steps: Sequence[int]) -> None:
+    """Renames damaged `steps` to `<step>.damaged-<time>`, so they can be saved anew."""
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    if jax.process_index() == 0:
+      for step in steps:
+        source = os.path.join(self.directory, str(step))
+        aside, n = f"{source}.damaged-{stamp}", 1
+        while os.path.lexists(aside):
+          aside, n = f"{source}.damaged-{stamp}-{n}", n + 1
+        os.rename(source, aside)
+        absl_logging.warning(
+            "Checkpoint step %d in %s is damaged: moved aside to %s; training saves the step "
+            "again, and the damaged copy is deleted once the new one is complete.",
+            step, self.directory, aside)
+    if jax.process_count() > 1:
+      from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
+      multihost_utils.sync_global_devices("jaxpu_checkpoint_move_aside")
+    self._manager.reload()
+
+  def _drop_replaced(self) -> None:
+    """Deletes the damaged copies moved aside whose step is saved again, with its manifest."""
+    if jax.process_index() != 0 or not os.path.isdir(self.directory):
+      return
+    for name in sorted(os.listdir(self.directory)):
+      match = _ASIDE.match(name)
+      if not match:
+        continue
+      step_dir = os.path.join(self.directory, match.group(1))
+      if os.path.isfile(os.path.join(step_dir, MANIFEST_NAME)):
+        shutil.rmtree(os.path.join(self.directory, name), ignore_errors=True)
+        absl_logging.info("Deleted %s: step %s was saved again.", name, match.group(1))
 
   def _restore_step(self, step: int, abstract: Any) -> Any:
     """Verifies and restores one step (see `restore`)."""
@@ -411,17 +529,27 @@ class CheckpointManager:
     return self._manager.reached_preemption(int(step))
 
   def wait_until_finished(self) -> None:
-    """Waits for the pending save; its step then has its checksum manifest."""
-    self._manager.wait_until_finished()
-    for step in sorted(self._saved):
-      step_dir = os.path.join(self.directory, str(step))
-      if os.path.isdir(step_dir) and not os.path.exists(os.path.join(step_dir, MANIFEST_NAME)):
-        _write_step_manifest(self.directory, step)
+    """Waits for the pending save; its step then has its checksum manifest.
+
+    Raises:
+      DiskFullError: the disk filled up during the save (reported once: a
+        later call, or `close`, does not raise it again).
+    """
+    with _DiskFullAs(self):
+      self._manager.wait_until_finished()
+      for step in sorted(self._saved):
+        step_dir = os.path.join(self.directory, str(step))
+        if os.path.isdir(step_dir) and not os.path.exists(os.path.join(step_dir, MANIFEST_NAME)):
+          _write_step_manifest(self.directory, step, raise_disk_full=True)
     self._saved.clear()
+    self._drop_replaced()
 
   def close(self) -> None:
-    self.wait_until_finished()
-    self._manager.close()
+    try:
+      self.wait_until_finished()
+    finally:
+      with _DiskFullAs(self):
+        self._manager.close()
 
   def __enter__(self) -> "CheckpointManager":
     return self
@@ -430,16 +558,51 @@ class CheckpointManager:
     self.close()
 
 
+class _DiskFullAs:
+  """Context manager of `CheckpointManager`: a full disk becomes one short `DiskFullError`.
+
+  Orbax reports the error of a background save again at each later wait and
+  at close; once reported, those repeats are dropped.
+  """
+
+  def __init__(self, manager: CheckpointManager):
+    self._manager = manager
+
+  def __enter__(self):
+    return self
+
+  def __exit__(self, kind, error, traceback):
+    del kind, traceback
+    if error is None or not isinstance(error, Exception) or _disk_full_cause(error) is None:
+      return False
+    manager = self._manager
+    if manager._reported_disk_full:  # pylint: disable=protected-access
+      return True  # the same failure, reported already
+    manager._reported_disk_full = True  # pylint: disable=protected-access
+    if isinstance(error, DiskFullError):  # a manifest: already short, names the step folder
+      raise DiskFullError(error.errno, error.strerror) from None
+    raise _disk_full(manager.directory, "saving a checkpoint") from None
+
+
 class _DropOrbaxInfo(logging_std.Filter):
+  """Drops Orbax's INFO lines, and its tracebacks of a full disk (`DiskFullError` says it)."""
+
   def filter(self, record: logging_std.LogRecord) -> bool:
-    return record.levelno >= logging_std.WARNING or "orbax" not in record.pathname
+    if "orbax" not in record.pathname:
+      return True
+    if record.levelno < logging_std.WARNING:
+      return False
+    if record.exc_info and record.exc_info[1] is not None:
+      return _disk_full_cause(record.exc_info[1]) is None
+    return _NO_SPACE not in record.getMessage()
 
 
 class quiet_orbax_logs:  # pylint: disable=invalid-name
   """Context manager: hides Orbax's INFO lines (dozens per save) from absl's log.
 
   Orbax logs through absl like the training loop does, so the progress line
-  would drown; warnings and errors still pass.
+  would drown; warnings and errors still pass, except Orbax's tracebacks of
+  a full disk, which `CheckpointManager` reports as one `DiskFullError`.
   """
 
   def __init__(self):
@@ -484,14 +647,12 @@ def _open_for_reading(checkpoint_dir, step):
   """(read-only Orbax manager, step, path) for `step` (default latest) of `checkpoint_dir`."""
   path = _resolve(checkpoint_dir)
   steps = available_steps(path)
+  if step is not None and int(step) not in steps:
+    raise _missing(path, int(step), steps)
   if not steps:
     raise CheckpointError(f"No checkpoint found in {path} (expected step folders such as "
                           f"{os.path.join(path, '1000')}); check the directory.")
-  if step is None:
-    step = steps[-1]
-  elif int(step) not in steps:
-    raise CheckpointError(f"Checkpoint step {step} not in {path}; available steps: {steps}.")
-  step = int(step)
+  step = steps[-1] if step is None else int(step)
   try:
     verified = _check_step_dir(os.path.join(path, str(step)), path, step)
   except DamagedCheckpointError as e:
@@ -504,6 +665,20 @@ def _open_for_reading(checkpoint_dir, step):
   manager = ocp.CheckpointManager(path, item_handlers=ocp.PyTreeCheckpointHandler(),
                                   options=ocp.CheckpointManagerOptions(create=False))
   return manager, step, path
+
+
+def _missing(path: str, step: int, steps: Sequence[int]) -> MissingCheckpointError:
+  """The error for a step asked for by number that is not in `path`."""
+  full = os.path.join(path, str(step))
+  what = (f"{full} is a file, not a step folder" if os.path.lexists(full)
+          and not os.path.isdir(full) else f"there is no folder {full}")
+  run = os.path.dirname(path) if os.path.basename(path) == CHECKPOINT_SUBDIR else path
+  return MissingCheckpointError(
+      f"Checkpoint step {step} is missing from {path} ({what}; the steps there: "
+      f"{list(steps)}). If it is the last step of a finished run, the run's results describe "
+      f"weights that are gone and an older step would silently stand in for them: Delete the "
+      f"run folder {run} to train it again. Otherwise pass one of the steps there.",
+      path=path, step=step)
 
 
 def _read_error(path: str, step: int, error: Exception) -> CheckpointError:
@@ -530,9 +705,15 @@ def restore_params(checkpoint_dir: str | os.PathLike, step: Optional[int] = None
 
   The step is checked against its checksum manifest first. A damaged latest
   step raises too (no fallback to an older one: evaluating other weights than
-  asked for would go unnoticed); the error lists the other steps.
+  asked for would go unnoticed); the error lists the other steps. To read a
+  finished run's own weights, pass its last step as `step`: the latest step
+  on disk is an older one if the last was deleted, and `step` makes that an
+  error (`MissingCheckpointError`) rather than other weights.
 
   Raises:
+    MissingCheckpointError: `step` was given and is not there (deleted, or a
+      file in place of its folder); names the folder and the step and says
+      to delete the run folder to train it again.
     DamagedCheckpointError: the step is damaged (names the folder, step and file).
     CheckpointError: missing folder, no checkpoint, or unreadable checkpoint.
   """
@@ -570,10 +751,14 @@ def transfer(params: Any, checkpoint_dir: str | os.PathLike, step: Optional[int]
     step: the step to read; default the latest. It is checked against its
       checksum manifest first; a damaged step raises even when it is the
       default (fine-tuning from an older encoder than intended would go
-      unnoticed); the error lists the other steps to pass as `step`.
+      unnoticed); the error lists the other steps to pass as `step`. Pass a
+      finished run's last step to make its absence an error rather than a
+      transfer from an older step.
     keys: top-level parameter subtrees to copy.
 
   Raises:
+    MissingCheckpointError: `step` was given and is not there (names the
+      folder and the step; says to delete the run folder to train it again).
     DamagedCheckpointError: the step is damaged (names the folder, step and file).
     CheckpointError: the folder or step is missing or unreadable (the message
       names the folder), or a parameter of `keys` is missing on either side or

@@ -71,6 +71,17 @@ def _features(name: str, function: str, features) -> np.ndarray:
   return array
 
 
+def _positive_finite(function: str, name: str, value) -> float:
+  """``value`` as a float; ValueError naming ``name`` unless finite and > 0."""
+  try:
+    number = float(value)
+  except (TypeError, ValueError):
+    number = float("nan")
+  if not (np.isfinite(number) and number > 0.):
+    raise ValueError(f"{function}: {name} must be a finite number > 0, got {value}.")
+  return number
+
+
 def prior_from_labelled_fraction(labelled_fraction: float, num_labelled: float,
                                  num_unlabelled: float) -> float:
   """The positive share π of the unlabelled data, from c = P(s=1 | y=1).
@@ -92,16 +103,15 @@ def prior_from_labelled_fraction(labelled_fraction: float, num_labelled: float,
     π ∈ [0, 1], a float.
 
   Raises:
-    ValueError: c outside (0, 1] or a count ≤ 0.
+    ValueError: c outside (0, 1], or a count ≤ 0, infinite or NaN (an
+      infinite count would give π = 0 or 1).
   """
   c = float(labelled_fraction)
   if not 0. < c <= 1.:
     raise ValueError("prior_from_labelled_fraction: labelled_fraction must be "
                      f"in (0, 1], got {labelled_fraction}.")
-  if not (num_labelled > 0 and num_unlabelled > 0):
-    raise ValueError("prior_from_labelled_fraction: needs num_labelled > 0 and "
-                     f"num_unlabelled > 0, got {num_labelled}, "
-                     f"{num_unlabelled}.")
+  _positive_finite("prior_from_labelled_fraction", "num_labelled", num_labelled)
+  _positive_finite("prior_from_labelled_fraction", "num_unlabelled", num_unlabelled)
   prior = num_labelled * (1. - c) / (c * num_unlabelled)
   return float(min(1., max(0., prior)))
 
@@ -293,15 +303,16 @@ def fit_logistic_regression(features, targets, l2: float = 1e-4,
   Args:
     features: [n, d] (or [n], d = 1), finite.
     targets: [n] in {0, 1} (or probabilities in [0, 1]).
-    l2: λ > 0.
-    num_iterations: at most this many Newton steps.
+    l2: λ > 0, finite.
+    num_iterations: at most this many Newton steps, ≥ 1.
     tolerance: stopping threshold on the step size.
 
   Returns:
     (w [d], b), float64 weights and a float bias.
 
   Raises:
-    ValueError: shape mismatch, targets outside [0, 1], λ ≤ 0.
+    ValueError: shape mismatch, targets outside [0, 1], λ ≤ 0 or not finite,
+      num_iterations < 1.
   """
   function = "fit_logistic_regression"
   x = _features("features", function, features)
@@ -309,8 +320,11 @@ def fit_logistic_regression(features, targets, l2: float = 1e-4,
   if t.size != x.shape[0]:
     raise ValueError(f"{function}: {x.shape[0]} feature rows but {t.size} "
                      "targets.")
-  if not l2 > 0.:
-    raise ValueError(f"{function}: l2 must be > 0, got {l2}.")
+  _positive_finite(function, "l2", l2)  # l2 = inf would give NaN weights
+  if (isinstance(num_iterations, bool) or not isinstance(num_iterations, (int, np.integer))
+      or num_iterations < 1):  # none: the weights would be the starting zeros
+    raise ValueError(f"{function}: num_iterations must be an integer >= 1, got "
+                     f"{num_iterations!r}.")
   n, d = x.shape
   design = np.concatenate([x, np.ones((n, 1))], axis=1)
   penalty = np.full(d + 1, float(l2))

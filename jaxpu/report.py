@@ -17,6 +17,8 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
+from jaxpu import fileio
+
 @dataclasses.dataclass(frozen=True)
 class TableSpec:
   """The layout of a table: its id, title, row-key names and column names."""
@@ -46,8 +48,12 @@ class Cell:
 
   @property
   def std(self) -> float:
-    """Population standard deviation (0 for a single value)."""
-    return float(np.std(self.values))
+    """Sample standard deviation over the repeats (ddof = 1, the convention of
+    `jaxpu.thesis.claims`); 0.0 for a single value (the tables then print the
+    mean alone)."""
+    if len(self.values) < 2:
+      return 0.0
+    return float(np.std(self.values, ddof=1))
 
 
 @dataclasses.dataclass
@@ -77,6 +83,13 @@ def _ordered(items: Iterable, first: Sequence) -> list:
   return seen
 
 
+def markdown_table(header: Sequence[str], rows: Iterable[Sequence[str]]) -> str:
+  """A Markdown table: a header row, its rule and one line per row of strings."""
+  lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+  lines += ["| " + " | ".join(row) + " |" for row in rows]
+  return "\n".join(lines)
+
+
 def format_table(spec: TableSpec, cells: Sequence[Cell],
                  paper: Sequence[Cell] | None = None, digits: int = 2) -> str:
   """Renders `cells` as a Markdown table in `spec`'s layout.
@@ -95,9 +108,7 @@ def format_table(spec: TableSpec, cells: Sequence[Cell],
   width = max([len(r) for r in rows] + [len(row_keys)])
   row_keys += [""] * (width - len(row_keys))
 
-  lines = [f"**{spec.title}**", "",
-           "| " + " | ".join(row_keys + list(columns)) + " |",
-           "|" + "---|" * (len(row_keys) + len(columns))]
+  body = []
   for row in rows:
     if not any((row, col) in ours for col in columns) and cells:
       continue  # A paper row this run did not measure.
@@ -110,8 +121,8 @@ def format_table(spec: TableSpec, cells: Sequence[Cell],
       else:
         text = _fmt(theirs.get((row, col)), digits)
       entries.append(text)
-    lines.append("| " + " | ".join(entries) + " |")
-  return "\n".join(lines) + "\n"
+    body.append(entries)
+  return f"**{spec.title}**\n\n" + markdown_table(row_keys + list(columns), body) + "\n"
 
 
 def records(cells: Sequence[Cell], config: Mapping[str, Any],
@@ -153,20 +164,27 @@ def write_results(workdir: str, specs: Sequence[TableSpec], cells: Sequence[Cell
   if epilogue:
     parts.append(epilogue)
   markdown = "\n".join(parts)
-  _atomic_write(os.path.join(workdir, "results.json"),
-                json.dumps(records(cells, config, list(specs) + previous), indent=1,
-                           default=str))
-  _atomic_write(os.path.join(workdir, "results.md"), markdown)
+  fileio.write_text(os.path.join(workdir, "results.json"),
+                    json.dumps(records(cells, config, list(specs) + previous), indent=1,
+                               default=str))
+  fileio.write_text(os.path.join(workdir, "results.md"), markdown)
   return markdown
 
 
+_RECORD_KEYS = ("table", "row", "column", "values")
+
+
 def _read_records(workdir: str) -> list[dict[str, Any]]:
+  """The records of `workdir/results.json`; a damaged file is an error naming it."""
   path = os.path.join(workdir, "results.json")
-  with open(path) as f:
-    try:
-      return json.load(f)
-    except json.JSONDecodeError as e:
-      raise ValueError(f"{path} is not valid JSON ({e}); delete it and run again.") from None
+  fix = "delete it and run again (the run folders are reused, nothing is retrained)"
+  records = fileio.read_json(path, default=[], what=fix)
+  if not isinstance(records, list) or not all(
+      isinstance(r, dict) and all(k in r for k in _RECORD_KEYS) and isinstance(r["values"], list)
+      for r in records):
+    raise ValueError(f"{path} is damaged: it must be a list of records with the fields "
+                     f"{list(_RECORD_KEYS)}; {fix}.")
+  return records
 
 
 def load_results(workdir: str) -> list[Cell]:
@@ -190,10 +208,3 @@ def load_specs(workdir: str) -> list[TableSpec]:
       specs[r["table"]] = TableSpec(r["table"], r.get("title", r["table"]),
                                     tuple(r.get("row_keys", ())), tuple(r.get("columns", ())))
   return list(specs.values())
-
-
-def _atomic_write(path: str, text: str) -> None:
-  tmp = f"{path}.tmp-{os.getpid()}"
-  with open(tmp, "w") as f:
-    f.write(text)
-  os.replace(tmp, path)

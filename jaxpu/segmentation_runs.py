@@ -1,4 +1,4 @@
-"""Segmentation runs: what is trained, pre-training → transfer → fine-tuning, scoring.
+"""Segmentation runs: what is trained, from where (pre-training → fine-tuning), scoring.
 
 The building blocks of the segmentation experiments (`binary_segmentation`,
 `transfer`, and your own), independent of the thesis' tables
@@ -8,12 +8,16 @@ The building blocks of the segmentation experiments (`binary_segmentation`,
   names the run folder, so every row and table that needs the same
   pre-training gets the same folder, and `jaxpu.runs.train` (done.json)
   trains it once.
-- `spec_from_config`, `data_options`: a `TrainSpec` and the data options
-  from a config's sections; `data_identity`: what identifies the data of a
-  run (part of the run's identity).
-- `Runner`: trains a `Training` on a fold's pre-training classes (or on all
-  classes, `fold=None`), and fine-tunes a fresh model whose encoder comes
-  from that run (`init_from`) on the fold's five classes (§5.3.2).
+- `data_spec`: the `SegmentationSpec` template of a config's `data` section;
+  `data_identity`: what identifies the data of a run (part of its identity).
+- `Run`: one training run: its training set and loss (or the fold's
+  fine-tuning), fold, seed, and the run it starts from (`init_from`: all its
+  parameters but the head). Pre-training, fine-tuning and training from
+  scratch are the same kind of run.
+- `Runner`: trains runs once each, their `init_from` first; `train` is a
+  pre-training on a fold's pre-training classes (or all, `fold=None`),
+  `finetune_run` a fine-tuning on the fold's five classes from a
+  pre-training's encoder (§5.3.2).
 - scoring: scores of the last snapshots, fold averages, and the
   threshold-free foreground average precision of the unsegmented-rate sweep.
 """
@@ -91,31 +95,19 @@ def finetune_dir(workdir: str, training: Optional[Training], fold: int, seed: in
 # ----------------------------------------------------------------------------
 
 
-def spec_from_config(section: Mapping[str, Any], model: str, model_options: Mapping[str, Any],
-                     num_classes: int = 1, loss: str = "logistic") -> runs.TrainSpec:
-  """The `TrainSpec` of a config section (optimizer, learning_rate, schedule,
-  warmup_steps, momentum, weight_decay, steps, batch_size, checkpoint_every, keep)."""
-  return runs.TrainSpec(
-      model=model, model_options=tuple(sorted(dict(model_options).items())),
-      num_classes=num_classes, loss=loss, loss_reduction=section.get("loss_reduction", "mean"),
-      optimizer=section["optimizer"], learning_rate=section["learning_rate"],
-      schedule=section["schedule"], warmup_steps=section["warmup_steps"],
-      momentum=section["momentum"], weight_decay=section["weight_decay"],
-      bias_lr_mult=section.get("bias_lr_mult", 1.0),
-      steps=section["steps"], batch_size=section["batch_size"],
-      checkpoint_every=section["checkpoint_every"], keep=section["keep"])
-
-
-def data_options(data: Mapping[str, Any], dataset: str) -> dict[str, Any]:
-  """`make_segmentation_data` options of a config's `data` section for `dataset`.
+def data_spec(data: Mapping[str, Any], dataset: str):
+  """The `SegmentationSpec` template of a config's `data` section for `dataset`.
 
   `data.synthetic` fields override the embedded "single" config (ignored for
   voc); `data.downsample` / `data.image_size` / `data.preprocessing` apply to
   both (None: the dataset's default).
   """
-  options: dict[str, Any] = dict(data_dir=data.get("data_dir"))
+  from jaxpu.data import pipeline  # pylint: disable=g-import-not-at-top
+  options: dict[str, Any] = dict(name=dataset, data_dir=data.get("data_dir"))
   if dataset == "voc":
     options["manual_dir"] = data.get("manual_dir")
+  elif dataset == "folder":
+    options["directory"] = data.get("directory")
   else:
     from jaxpu.data import synthetic  # pylint: disable=g-import-not-at-top
     overrides = {k: v for k, v in dict(data.get("synthetic") or {}).items() if v is not None}
@@ -124,23 +116,68 @@ def data_options(data: Mapping[str, Any], dataset: str) -> dict[str, Any]:
   for key in ("downsample", "image_size", "preprocessing"):
     if data.get(key) is not None:
       options[key] = data[key]
-  return options
+  return pipeline.SegmentationSpec(**options)
 
 
-def data_identity(dataset: str, options: Mapping[str, Any], data) -> dict[str, Any]:
-  """What identifies a `Data` for a run's identity: the dataset, every option that
-  selects or changes its examples (not where its files are), and what it holds."""
-  kept = {k: v for k, v in options.items() if k not in ("data_dir", "manual_dir", "mesh")}
-  if "config" in kept:
-    kept["config"] = getattr(kept["config"], "name", str(kept["config"]))
-  return {"dataset": dataset, "options": kept, "classes": list(data.class_names),
-          "image_shape": list(data.image_shape), "train_examples": data.num_train_examples,
-          "eval_examples": data.num_eval_examples}
+def data_identity(spec, data) -> dict[str, Any]:
+  """What identifies a `Data` for a run's identity: every field of its spec that selects
+  or changes its examples (not where its files are), and what it holds."""
+  out = {"spec": spec.identity(), "classes": list(data.class_names),
+         "image_shape": list(data.image_shape), "train_examples": data.num_train_examples,
+         "eval_examples": data.num_eval_examples}
+  if getattr(data, "fingerprint", None):  # a user's folder: its content, not its path
+    out["fingerprint"] = data.fingerprint
+  return out
+
+
+@dataclasses.dataclass(frozen=True)
+class Run:
+  """One training run of a `Runner`: what it trains on and where it starts from.
+
+  Attributes:
+    training: the training set and loss; None for a fine-tuning (the fold's
+      classes, the fine-tuning template's loss).
+    fold: the fold (None: all classes).
+    seed: the run's seed (initialisation, shuffling, label noise, subset).
+    init_from: the run whose checkpoint initialises this one (None: from
+      scratch), all but the head (`dont_load`).
+  """
+  training: Optional[Training]
+  fold: Optional[int]
+  seed: int
+  init_from: Optional["Run"] = None
+
+  @property
+  def phase(self) -> str:
+    return "pretrain" if self.training is not None else "finetune"
+
+  def folder(self, workdir: str) -> str:
+    """The run folder (keyed by what it trains, never by a row name)."""
+    if self.training is not None:
+      return pretrain_dir(workdir, self.training, self.fold, self.seed)
+    source = None if self.init_from is None else self.init_from.training
+    return finetune_dir(workdir, source, self.fold, self.seed)
+
+  def describe(self) -> str:
+    if self.training is not None:
+      return f"pre-training {self.training.key}, fold {self.fold}, seed {self.seed}"
+    source = "random init" if self.init_from is None else self.init_from.training.key
+    return f"fine-tuning from {source}, fold {self.fold}, seed {self.seed}"
+
+
+DRAW_SEED_STRIDE = 1000  # fine-tuning draw j of repeat seed s uses seed s + 1000 j
+
+
+def finetune_seed(seed: int, draw: int) -> int:
+  """The seed of fine-tuning draw `draw` of the repeat with seed `seed` (draw 0: `seed`)."""
+  if not 0 <= draw < DRAW_SEED_STRIDE:
+    raise ValueError(f"draw must be in [0, {DRAW_SEED_STRIDE}), got {draw!r}.")
+  return seed + DRAW_SEED_STRIDE * draw
 
 
 @dataclasses.dataclass
 class Runner:
-  """Trains pre-trainings and fine-tunings into `workdir`, once each.
+  """Trains `Run`s into `workdir`, once each (a run's `init_from` is trained first).
 
   Attributes:
     workdir: the experiment's output folder (run folders go to workdir/runs).
@@ -148,139 +185,136 @@ class Runner:
       are replaced per `Training`).
     finetune: template of the fine-tuning runs (6 classes: background and
       the fold's five; its `loss` is used as given).
-    dataset: "synthetic" or "voc".
-    data_options: further `make_segmentation_data` arguments (data_dir,
-      manual_dir, config, ...), for both phases.
+    data: the `SegmentationSpec` template of both phases (dataset, files,
+      sizes); each run sets its task, fold, phase, corruption and seeds.
     finetune_fraction: fine-tune on this seeded fraction of the fold's
-      training images (None: all). The subset is drawn with the repeat's seed,
+      training images (None: all). The subset is drawn with the run's seed,
       so every row of a repeat fine-tunes on the same images.
+    finetune_draws: fine-tunings of each pre-trained encoder per repeat (draw j
+      uses the seed `finetune_seed(seed, j)`); a repeat's value is their mean.
+    pretrain_init: where the pre-trainings start (`runs.train`'s `init_from`):
+      e.g. an `.npz` of ImageNet AlexNet weights; None: from scratch.
     multiclass_pretrain: `TrainSpec` fields that replace the template's for
       pre-trainings with more than one output (multiclass, categories): e.g.
       {"steps": 2400, "checkpoint_every": 240}, as a 16-class softmax needs
       a longer schedule than a binary one to learn its task.
     progress: called with a label and the run's steps after each run this
-      runner trains or reuses (e.g. `jaxpu.experiment.Progress`).
+      runner trains or reuses (e.g. `experiments.common.Progress`).
   """
   workdir: str
   pretrain: runs.TrainSpec
   finetune: runs.TrainSpec
-  dataset: str = "synthetic"
-  data_options: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+  data: Any
   finetune_fraction: Optional[float] = None
+  finetune_draws: int = 1
+  pretrain_init: Optional[str] = None
   multiclass_pretrain: Mapping[str, Any] = dataclasses.field(default_factory=dict)
-  progress: Optional[Callable[[str], None]] = None
+  progress: Optional[Callable[[str, int], None]] = None
   _data: dict = dataclasses.field(default_factory=dict, repr=False)
   _runs: dict = dataclasses.field(default_factory=dict, repr=False)
 
-  def data_arguments(self, training: Optional[Training], fold: Optional[int], seed: int,
-                     phase: str = "pretrain", batch_size: Optional[int] = None) -> dict:
-    """The `make_segmentation_data` arguments of a pre-training or a fine-tuning (None)."""
-    if phase == "finetune":
-      options = dict(task="multiclass", batch_size=batch_size or self.finetune.batch_size)
+  def data_spec(self, training: Optional[Training], fold: Optional[int], seed: int,
+                batch_size: Optional[int] = None):
+    """The `SegmentationSpec` of a pre-training (`training`) or a fold's fine-tuning (None)."""
+    if training is None:
+      changes = dict(task="multiclass", phase="finetune",
+                     batch_size=batch_size or self.finetune.batch_size)
       if self.finetune_fraction is not None:
-        options["subsample"] = self.finetune_fraction
+        changes["subsample"] = self.finetune_fraction
     else:
-      options = dict(task=training.task, corruption=training.corruption,
+      changes = dict(task=training.task, corruption=training.corruption, phase="pretrain",
                      grouping_seed=seed, batch_size=batch_size or self.pretrain.batch_size)
-    return dict(fold=fold, phase=phase, noise_seed=seed, seed=seed, **options,
-                **dict(self.data_options))
+    return self.data.replace(fold=fold, noise_seed=seed, seed=seed, **changes)
 
-  def data(self, training: Optional[Training], fold: Optional[int], seed: int,
-           phase: str = "pretrain", batch_size: Optional[int] = None):
+  def dataset(self, training: Optional[Training], fold: Optional[int], seed: int,
+              batch_size: Optional[int] = None):
     """The `Data` of a pre-training (`training`) or of a fold's fine-tuning (None)."""
     from jaxpu.data import pipeline  # pylint: disable=g-import-not-at-top
-    key = (training, fold, seed, phase, batch_size)
-    if key not in self._data:
-      self._data[key] = pipeline.make_segmentation_data(
-          self.dataset, **self.data_arguments(training, fold, seed, phase, batch_size))
-    return self._data[key]
+    spec = self.data_spec(training, fold, seed, batch_size)
+    if spec not in self._data:
+      self._data[spec] = pipeline.make_segmentation_data(spec)
+    return self._data[spec]
 
-  def identity(self, training, fold, seed, phase, data) -> dict[str, Any]:
-    return data_identity(self.dataset, self.data_arguments(training, fold, seed, phase), data)
+  def spec(self, run: Run, num_label_values: int) -> runs.TrainSpec:
+    """The `TrainSpec` of `run` (its number of outputs follows its data)."""
+    if run.training is None:
+      return dataclasses.replace(self.finetune, num_classes=num_label_values)
+    outputs = 1 if run.training.binary else num_label_values
+    longer = {} if run.training.binary else dict(self.multiclass_pretrain)
+    return dataclasses.replace(self.pretrain, num_classes=outputs, loss=run.training.loss,
+                               loss_kwargs=run.training.loss_kwargs, **longer)
 
-  def pretrain_spec(self, training: Training, num_label_values: int) -> runs.TrainSpec:
-    outputs = 1 if training.binary else num_label_values
-    longer = {} if training.binary else dict(self.multiclass_pretrain)
-    return dataclasses.replace(self.pretrain, num_classes=outputs, loss=training.loss,
-                               loss_kwargs=training.loss_kwargs, **longer)
+  def run(self, run: Run) -> runs.RunResult:
+    """Trains `run` (after its `init_from`), or returns it when already trained."""
+    if run not in self._runs:
+      if run.init_from is not None:
+        init_from = self.run(run.init_from).run_dir
+      else:
+        init_from = self.pretrain_init if run.training is not None else None
+      data = self.dataset(run.training, run.fold, run.seed)
+      spec = self.spec(run, data.num_classes)
+      identity = data_identity(self.data_spec(run.training, run.fold, run.seed), data)
+      self._runs[run] = runs.train(
+          spec, train_iter_fn=data.train_iter, eval_batches_fn=data.eval_iter,
+          sample_batch={"image": np.zeros((1,) + data.image_shape, np.float32)},
+          run_dir=run.folder(self.workdir), seed=run.seed, init_from=init_from,
+          data_identity=identity)
+      if self.progress is not None:
+        self.progress(run.describe(), spec.steps)
+    return self._runs[run]
 
   def train(self, training: Training, fold: Optional[int], seed: int) -> runs.RunResult:
     """Trains `training` on the fold's pre-training classes (all 20 if fold is None)."""
-    key = ("pretrain", training, fold, seed)
-    if key not in self._runs:
-      data = self.data(training, fold, seed)
-      spec = self.pretrain_spec(training, data.num_classes)
-      self._runs[key] = _train(spec, data, pretrain_dir(self.workdir, training, fold, seed),
-                               seed, identity=self.identity(training, fold, seed, "pretrain",
-                                                            data))
-      self._report(f"pre-training {training.key}, fold {fold}, seed {seed}", spec.steps)
-    return self._runs[key]
+    return self.run(Run(training, fold, seed))
 
-  def _report(self, label: str, steps: int) -> None:
-    if self.progress is not None:
-      self.progress(label, steps)
+  def finetune_run(self, training: Optional[Training], fold: int, seed: int,
+                   draw: int = 0) -> runs.RunResult:
+    """Fine-tunes on the fold's 5 classes from `training`'s encoder (None: random init).
 
-  def transfer(self, training: Optional[Training], fold: int, seed: int) -> runs.RunResult:
-    """Fine-tunes on the fold's 5 classes from `training`'s encoder (None: random init)."""
-    key = ("finetune", training, fold, seed)
-    if key not in self._runs:
-      init_from = None if training is None else self.train(training, fold, seed).run_dir
-      data = self.data(None, fold, seed, phase="finetune")
-      spec = dataclasses.replace(self.finetune, num_classes=data.num_classes)
-      self._runs[key] = _train(spec, data, finetune_dir(self.workdir, training, fold, seed),
-                               seed, init_from=init_from,
-                               identity=self.identity(None, fold, seed, "finetune", data))
-      source = "random init" if training is None else training.key
-      self._report(f"fine-tuning from {source}, fold {fold}, seed {seed}", spec.steps)
-    return self._runs[key]
+    `draw` > 0 fine-tunes the same pre-trained encoder (seed `seed`) again with the
+    fine-tuning seed `seed + DRAW_SEED_STRIDE · draw`: another subset of the fold's
+    images, head initialisation and order. Draw 0 uses the repeat's own seed.
+    """
+    source = None if training is None else Run(training, fold, seed)
+    return self.run(Run(None, fold, finetune_seed(seed, draw), init_from=source))
+
+  def planned_steps(self, run: Run) -> int:
+    """The steps `run` trains (without its `init_from`)."""
+    if run.training is None:
+      return self.finetune.steps
+    if run.training.binary:
+      return self.pretrain.steps
+    return self.multiclass_pretrain.get("steps", self.pretrain.steps)
 
 
 def runner_from_config(config: Mapping[str, Any], workdir: str) -> Runner:
   """The `Runner` of a transfer-style config: `pretrain` (the template), `finetune`
   (6 classes, softmax cross entropy), `model`, `model_options`, `dataset`, `data`,
-  `finetune_fraction` and, if present, `pretrain_multiclass` (steps, checkpoint_every)."""
-  template = spec_from_config(config["pretrain"], config["model"], config["model_options"])
-  finetune = dataclasses.replace(
-      spec_from_config(config["finetune"], config["model"], config["model_options"]),
-      num_classes=6, loss="softmax_cross_entropy")
+  `finetune_fraction` and, if present, `pretrain_multiclass` (steps, checkpoint_every).
+  Every training setting is validated here, naming `--config.<section>.<field>`."""
+  model = dict(model=config["model"], model_options=dict(config["model_options"]))
+  template = runs.TrainSpec.from_config(config["pretrain"], "pretrain", num_classes=1,
+                                        loss="logistic", **model)
+  finetune = runs.TrainSpec.from_config(config["finetune"], "finetune", num_classes=6,
+                                        loss="softmax_cross_entropy", **model)
   longer = {k: v for k, v in dict(config.get("pretrain_multiclass") or {}).items()
             if v is not None}
-  return Runner(workdir, pretrain=template, finetune=finetune, dataset=config["dataset"],
-                data_options=data_options(config["data"], config["dataset"]),
-                finetune_fraction=config.get("finetune_fraction"), multiclass_pretrain=longer)
-
-
-def _train(spec, data, run_dir, seed, init_from=None, identity=None) -> runs.RunResult:
-  return runs.train(spec, train_iter_fn=data.train_iter, eval_batches_fn=data.eval_iter,
-                    sample_batch={"image": np.zeros((1,) + data.image_shape, np.float32)},
-                    run_dir=run_dir, seed=seed, init_from=init_from, data_identity=identity)
+  if longer:
+    try:
+      dataclasses.replace(template, **longer)
+    except runs.SpecError as e:
+      raise runs.SpecError(e.field, e.value, e.requirement,
+                           prefix="--config.pretrain_multiclass.") from None
+  return Runner(workdir, pretrain=template, finetune=finetune,
+                data=data_spec(config["data"], config["dataset"]),
+                finetune_fraction=config.get("finetune_fraction"),
+                finetune_draws=config.get("finetune_draws", 1),
+                pretrain_init=config.get("imagenet_weights"), multiclass_pretrain=longer)
 
 
 # ----------------------------------------------------------------------------
 # Scoring.
 # ----------------------------------------------------------------------------
-
-# Table 2's columns (and Fig. 7's "mean accuracy" = mean recall), by score name.
-SEGMENTATION_COLUMNS = {"overall_accuracy": "overall acc.", "mean_recall": "mean rec.",
-                        "fw_iou": "f.w. IU", "mean_iou": "mean IU"}
-BINARY_COLUMNS = {**SEGMENTATION_COLUMNS, "foreground_recall": "fg rec.",
-                  "background_recall": "bg rec."}
-
-
-def own_scores(result: runs.RunResult, k: int = 5) -> dict[str, list[float]]:
-  """A run's scores on its own test split over its last `k` snapshots (Table 2's columns,
-  plus per-class recall for binary runs), keyed by column name."""
-  score_fn = (runs.binary_segmentation_scores if result.spec.num_classes == 1
-              else metrics.segmentation_scores)
-  columns = BINARY_COLUMNS if result.spec.num_classes == 1 else SEGMENTATION_COLUMNS
-  scores = result.scores(score_fn, k)
-  return {column: scores[name] for name, column in columns.items() if name in scores}
-
-
-def repeat_value(result: runs.RunResult, column: str, k: int = 5) -> float:
-  """One repeat's value of a column: the mean over the run's last `k` snapshots."""
-  return float(np.mean(own_scores(result, k)[column]))
-
 
 def fold_average(per_fold: Sequence[Sequence[float]]) -> list[float]:
   """Elementwise mean over folds of aligned value lists (one per repeat, or repeat × snapshot).

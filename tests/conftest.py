@@ -29,8 +29,8 @@ os.environ["JAXPU_DATA_DIR"] = os.path.join(_CACHE, f"data-{_RUN}")
 
 def pytest_configure(config):
   del config
-  from jaxpu import experiment  # pylint: disable=g-import-not-at-top
-  experiment.enable_compilation_cache()
+  from jaxpu import runtime  # pylint: disable=g-import-not-at-top
+  runtime.enable_compilation_cache()
 
 
 def pytest_unconfigure(config):

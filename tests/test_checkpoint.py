@@ -1,7 +1,9 @@
 """Checkpoints: round trip, keep-last-K, exact resume (SIGTERM and crash), encoder transfer."""
 
+import errno
 import json
 import os
+import re
 import shutil
 import signal
 import threading
@@ -326,22 +328,65 @@ def test_damaged_latest_step_raises_for_params_and_transfer(two_steps, damage):
 def test_resume_falls_back_to_the_newest_intact_step(two_steps, damage, caplog):
   workdir, params = two_steps
   damage(_largest_file(workdir / "checkpoints" / "20"))
+  damaged_files = _files(workdir / "checkpoints" / "20")
   target = {"params": _small_params(16, 3)}
   with checkpoint.CheckpointManager(workdir / "checkpoints") as manager:
     assert manager.latest_step() == 20
+    with pytest.raises(checkpoint.DamagedCheckpointError, match="step 20"):
+      manager.restore(target, step=20)  # an explicit step does not fall back
+    assert manager.all_steps() == [10, 20]  # nor does it move anything
     with caplog.at_level("WARNING"):
       restored = manager.restore(target)
     assert not np.any(np.asarray(restored["params"]["encoder"]["conv1_1"]["kernel"]))
     assert manager.restored_step == 10
     warnings = " ".join(r.getMessage() for r in caplog.records if r.levelname == "WARNING")
     assert "step 20" in warnings and "damaged" in warnings and "step 10" in warnings
-    with pytest.raises(checkpoint.DamagedCheckpointError, match="step 20"):
-      manager.restore(target, step=20)  # an explicit step does not fall back
-    assert manager.all_steps() == [10, 20]  # the damaged step stays on disk
-    damage(_largest_file(workdir / "checkpoints" / "10"))
+    # the damaged step is moved aside (kept, with its files), so that the retrained one
+    # can be saved in its place
+    aside = [n for n in os.listdir(workdir / "checkpoints") if n.startswith("20.damaged-")]
+    assert len(aside) == 1 and "moved aside to" in warnings and aside[0] in warnings
+    assert _files(workdir / "checkpoints" / aside[0]) == damaged_files
+    assert manager.all_steps() == [10] and manager.latest_step() == 10
+    assert checkpoint.available_steps(workdir) == [10]
+
+
+def test_resume_with_no_intact_step_raises_and_moves_nothing(two_steps):
+  workdir, _ = two_steps
+  for step in (10, 20):
+    _flip_bit(_largest_file(workdir / "checkpoints" / str(step)))
+  with checkpoint.CheckpointManager(workdir / "checkpoints") as manager:
     with pytest.raises(checkpoint.DamagedCheckpointError,
                        match=r"No intact checkpoint in .*step 20: .*step 10: "):
-      manager.restore(target)
+      manager.restore({"params": _small_params(16, 3)})
+  assert sorted(os.listdir(workdir / "checkpoints")) == ["10", "20"]
+
+
+def test_retrained_step_replaces_the_damaged_one_once_final(two_steps, monkeypatch):
+  """The damaged step is renamed, never deleted, until its replacement is final."""
+  workdir, params = two_steps
+  directory = workdir / "checkpoints"
+  _flip_bit(_largest_file(directory / "20"))
+  removed = []
+  rmtree = shutil.rmtree
+
+  def watched_rmtree(path, *args, **kwargs):
+    if ".damaged-" in os.path.basename(os.fspath(path)):
+      # the replacement is complete and checksummed before its damaged copy goes
+      removed.append((os.path.basename(os.fspath(path)),
+                      checkpoint.verify_step(directory, 20)))
+    return rmtree(path, *args, **kwargs)
+
+  monkeypatch.setattr(shutil, "rmtree", watched_rmtree)
+  retrained = {"params": jax.tree.map(lambda p: p * 2., params)}
+  with checkpoint.CheckpointManager(directory, async_save=True) as manager:
+    manager.restore({"params": _small_params(16, 3)})
+    assert manager.restored_step == 10
+    assert manager.save(20, retrained)  # the damaged step 20 no longer blocks it
+    manager.wait_until_finished()
+  assert len(removed) == 1 and removed[0][0].startswith("20.damaged-") and removed[0][1]
+  assert sorted(os.listdir(directory)) == ["10", "20"]
+  assert checkpoint.verify_step(directory, 20)
+  _assert_trees_equal(checkpoint.restore_params(workdir), retrained["params"])
 
 
 # Orbax's reader of the truncated file reports a late callback on its closed event loop.
@@ -367,3 +412,163 @@ def test_checkpoint_without_manifest_restores_unverified(two_steps, caplog):
   with checkpoint.CheckpointManager(workdir / "checkpoints") as manager:
     manager.restore({"params": _small_params(16, 3)})
     assert manager.restored_step == 10
+
+
+def test_manifest_listing_no_file_does_not_verify(two_steps):
+  """A step folder with files but an empty manifest is damaged, not verified."""
+  workdir, _ = two_steps
+  path = workdir / "checkpoints" / "20" / MANIFEST
+  manifest = json.loads(path.read_text())
+  manifest["files"] = {}
+  path.write_text(json.dumps(manifest))
+  with pytest.raises(checkpoint.DamagedCheckpointError,
+                     match=r"step 20 in .*checkpoints is damaged: its checksum manifest .* lists "
+                     r"no file"):
+    checkpoint.verify_step(workdir, 20)
+  with pytest.raises(checkpoint.DamagedCheckpointError, match="lists no file"):
+    checkpoint.restore_params(workdir)
+  assert checkpoint.verify_step(workdir, 10)
+
+
+# --- runs: the real training loop ---------------------------------------------------
+
+RUN_STEPS = 4
+
+
+def _run(run_dir):
+  """A finished `jaxpu.runs` run of RUN_STEPS steps, checkpointed every 2 steps."""
+  from jaxpu import runs  # pylint: disable=g-import-not-at-top
+  spec = runs.TrainSpec(model="mlp", num_classes=1, loss="logistic", learning_rate=0.05,
+                        steps=RUN_STEPS, batch_size=8, checkpoint_every=2, keep=3, log_every=2)
+  return runs.train(spec, train_iter_fn=_Data(), sample_batch={"image": _FEATURES[:1]},
+                    eval_batches_fn=lambda: [{"image": _FEATURES[:32], "label": _LABELS[:32]}],
+                    run_dir=str(run_dir), seed=0, mesh=train.make_mesh(jax.devices()[:1]))
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory):
+  """A finished run's folder (copy it before changing it) and its final parameters."""
+  run_dir = tmp_path_factory.mktemp("finished") / "run"
+  _run(run_dir)
+  return run_dir, checkpoint.restore_params(run_dir, step=RUN_STEPS)
+
+
+@needs_main_thread
+def test_damaged_last_step_of_an_unfinished_run_is_retrained_and_replaced(finished_run,
+                                                                         tmp_path):
+  """Resume fell back to the older step and retrained, but the retrained last step was never
+  saved (the damaged one was in the way): the run was then broken for good."""
+  source, final_params = finished_run
+  run_dir = tmp_path / "run"
+  shutil.copytree(source, run_dir)
+  os.remove(run_dir / "done.json")  # it stopped right after its last checkpoint
+  _flip_bit(_largest_file(run_dir / "checkpoints" / str(RUN_STEPS)))
+  _run(run_dir)  # resumes from step 2 and trains steps 3 and 4 again
+  assert checkpoint.verify_step(run_dir, RUN_STEPS)
+  assert checkpoint.available_steps(run_dir) == [2, RUN_STEPS]
+  assert not [n for n in os.listdir(run_dir / "checkpoints") if "damaged" in n]
+  _assert_trees_equal(checkpoint.restore_params(run_dir, step=RUN_STEPS), final_params)
+  _assert_trees_equal(checkpoint.restore_params(run_dir), final_params)
+  result = _run(run_dir)  # finished: reused, and its last step reads
+  assert sorted(result.snapshots) == [2, RUN_STEPS]
+
+
+@pytest.mark.parametrize("how", ["deleted", "a_file"])
+def test_missing_last_step_of_a_finished_run_is_an_error_not_older_weights(
+    finished_run, tmp_path, how):
+  source, _ = finished_run
+  run_dir = tmp_path / "run"
+  shutil.copytree(source, run_dir)
+  last = run_dir / "checkpoints" / str(RUN_STEPS)
+  shutil.rmtree(last)
+  if how == "a_file":
+    last.write_text("not a checkpoint")
+  checkpoints = str(run_dir / "checkpoints")
+  other = train.create_train_state(models.get("mlp", 3), train.make_optimizer("adam", 1e-3), 5,
+                                   _FEATURES[:1]).params
+  for read in (lambda: checkpoint.restore_params(run_dir, step=RUN_STEPS),
+               lambda: checkpoint.restore_params(checkpoints, step=RUN_STEPS),
+               lambda: checkpoint.transfer(other, run_dir, step=RUN_STEPS)):
+    with pytest.raises(checkpoint.MissingCheckpointError,
+                       match=rf"Checkpoint step {RUN_STEPS} is missing from "
+                       rf"{re.escape(checkpoints)} .*Delete the run folder "
+                       rf"{re.escape(str(run_dir))} to train it again") as info:
+      read()
+    assert isinstance(info.value, checkpoint.CheckpointError)
+    assert info.value.step == RUN_STEPS and info.value.path == checkpoints
+    if how == "a_file":
+      assert "not a step folder" in str(info.value)
+  # without `step`, the older step is what is there (the caller asked for the latest)
+  assert checkpoint.available_steps(run_dir) == [2]
+
+
+# --- disk full ----------------------------------------------------------------------
+
+
+def _no_space(*args, **kwargs):
+  raise OSError(errno.ENOSPC, "No space left on device")
+
+
+def test_disk_full_writing_a_manifest_is_one_short_error(two_steps, monkeypatch):
+  workdir, _ = two_steps
+  step_dir = workdir / "checkpoints" / "20"
+  os.remove(step_dir / MANIFEST)
+  monkeypatch.setattr(os, "fsync", _no_space)  # some file systems report it only here
+  with pytest.raises(checkpoint.DiskFullError,
+                     match=rf"Disk full: .*{re.escape(str(step_dir))}") as info:
+    checkpoint.write_manifest(step_dir)
+  assert isinstance(info.value, OSError) and info.value.errno == errno.ENOSPC
+  assert info.value.__suppress_context__ and len(str(info.value)) < 600
+  assert not [n for n in os.listdir(step_dir) if n.startswith(MANIFEST)]  # nor half a one
+
+
+def _orbax_writes_fail(monkeypatch, folder):
+  """Orbax's own file writes (checkpoint metadata) under `folder` fail with ENOSPC."""
+  from etils import epath  # pylint: disable=g-import-not-at-top
+
+  def failing(write):
+    def wrapper(path, *args, **kwargs):
+      if os.fspath(path).startswith(os.fspath(folder)):
+        _no_space()
+      return write(path, *args, **kwargs)
+    return wrapper
+
+  for name in ("write_text", "write_bytes"):
+    monkeypatch.setattr(epath.gpath.PosixGPath, name,
+                        failing(getattr(epath.gpath.PosixGPath, name)))
+
+
+# Orbax's failed background save reports a late callback on its closed event loop.
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+@pytest.mark.parametrize("async_save", [False, True], ids=["sync", "async"])
+def test_disk_full_during_a_save_is_one_short_error(tmp_path, monkeypatch, caplog, async_save):
+  state = {"params": _small_params(16, 0)}
+  manager = checkpoint.CheckpointManager(tmp_path, async_save=async_save)
+  _orbax_writes_fail(monkeypatch, tmp_path)
+  with caplog.at_level("INFO"), checkpoint.quiet_orbax_logs():
+    with pytest.raises(checkpoint.DiskFullError,
+                       match=rf"Disk full: .*{re.escape(str(tmp_path))}") as info:
+      manager.save(1, state)
+      manager.wait_until_finished()
+    manager.close()  # the failure is reported once, not again on close
+  assert info.value.errno == errno.ENOSPC and info.value.__suppress_context__
+  assert len(str(info.value)) < 600
+  assert "Traceback" not in caplog.text and not [r for r in caplog.records if r.exc_info]
+  assert checkpoint.available_steps(tmp_path) == []
+
+
+# Orbax's failed background save reports a late callback on its closed event loop.
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+@needs_main_thread
+def test_disk_full_in_the_training_loop_is_one_short_error(tmp_path, monkeypatch, caplog):
+  model = models.get("mlp", 1)
+  opt = train.make_optimizer("adam", 1e-2)
+  _orbax_writes_fail(monkeypatch, tmp_path)
+  with caplog.at_level("INFO"), pytest.raises(checkpoint.DiskFullError) as info:
+    train.fit(train.create_train_state(model, opt, 0, _FEATURES[:1]), model=model,
+              optimizer=opt, loss_fn=train.make_loss_fn("logistic", 1), train_iter_fn=_Data(),
+              num_steps=4, log_every=2, checkpoint_every=2, workdir=str(tmp_path),
+              mesh=train.make_mesh(jax.devices()[:1]))
+  assert "disk full" in str(info.value).lower() and str(tmp_path) in str(info.value)
+  assert info.value.__suppress_context__ and info.value.__cause__ is None
+  assert "Traceback" not in caplog.text

@@ -14,7 +14,7 @@ from experiments import class_prior
 from experiments.configs import binary_segmentation as binary_config
 from experiments.configs import cifar_pu as cifar_pu_config
 from experiments.configs import class_prior as class_prior_config
-from jaxpu import experiment
+from experiments import common as experiment
 from jaxpu import priors
 from jaxpu.data import pipeline
 from jaxpu.thesis import rows as thesis_rows

@@ -18,7 +18,8 @@ from experiments import reproduce
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PROGRAMS = ("loss_curves", "noise_examples", "moons", "cifar_pu", "binary_segmentation",
-            "transfer", "segmentation_errors", "saturation", "class_prior", "reproduce")
+            "transfer", "segmentation_errors", "saturation", "class_prior", "reproduce", "train",
+            "transfer_variance")
 
 
 def _cli(name, *args, workdir, check=True):
@@ -55,6 +56,8 @@ def test_importing_an_experiment_defines_no_flag():
     ("saturation", ["--config.moons.betas=0.5,2.0", "--config.moons.steps=20",
                     "--config.segmentation.train.learning_rate=1e-3"], "saturation_moons"),
     ("class_prior", ["--config.datasets=moons", "--config.l2=0.01"], "class_prior"),
+    ("train", ["--config.corruption=unsegment_objects:0.5", "--config.corrupt_eval=True",
+               "--config.select_by=lee_liu", "--config.train.learning_rate=1e-3"], "snapshots"),
 ])
 def test_program_parses_its_config_and_runs(tmp_path, name, args, table):
   workdir = tmp_path / name

@@ -3,6 +3,8 @@
 import io
 import os
 import re
+import subprocess
+import sys
 import tarfile
 
 import numpy as np
@@ -176,8 +178,8 @@ def test_masks_and_objects_are_read_from_png_and_mat(examples):
 
 def test_pipeline_single_objects_downsampled_and_padded(dirs):
   data_dir, manual = dirs
-  data = data_lib.make_segmentation_data("voc", batch_size=4, data_dir=data_dir,
-                                         manual_dir=manual, image_size=16, as_numpy=True)
+  data = data_lib.make_segmentation_data(data_lib.SegmentationSpec(
+      "voc", batch_size=4, data_dir=data_dir, manual_dir=manual, image_size=16), as_numpy=True)
   assert data.num_train_examples == 5  # single-object training images
   assert data.num_eval_examples == 1 and data.image_shape == (16, 16, 3)
   batch = next(data.eval_iter())
@@ -186,17 +188,18 @@ def test_pipeline_single_objects_downsampled_and_padded(dirs):
   cls, _, _ = masks("2008_000004", void_band=True)
   np.testing.assert_array_equal(label[:9, :11], cls[2::4, 2::4])  # nearest, pixel centres
   assert (batch["label"][1:] == 255).all()  # padding examples
-  multi = data_lib.make_segmentation_data("voc", batch_size=4, data_dir=data_dir,
-                                          single_object=False, downsample=2, image_size=24,
-                                          eval_split="validation", as_numpy=True)
+  multi = data_lib.make_segmentation_data(data_lib.SegmentationSpec(
+      "voc", batch_size=4, data_dir=data_dir, single_object=False, downsample=2, image_size=24,
+      eval_split="validation"), as_numpy=True)
   assert multi.num_train_examples == 7 and multi.num_eval_examples == 2
 
 
 def test_voc_batch_feeds_the_train_step_on_4_devices(dirs):
   from tests.test_pipeline import run_train_step
   # The synthetic test's shapes (32x32, batch 4), so one process compiles the step once.
-  data = data_lib.make_segmentation_data("voc", batch_size=4, data_dir=dirs[0], image_size=32,
-                                         task="binary", corruption="unsegment_objects:0.5")
+  data = data_lib.make_segmentation_data(data_lib.SegmentationSpec(
+      "voc", batch_size=4, data_dir=dirs[0], image_size=32, task="binary",
+      corruption="unsegment_objects:0.5"))
   run_train_step(data, "fcn_small", loss="logistic", width=0.25)
 
 
@@ -223,8 +226,131 @@ def test_links_out_of_the_archive_are_refused(tmp_path):
   link.type, link.linkname = tarfile.SYMTYPE, "../../etc/passwd"
   archive = str(tmp_path / "link.tar")
   _tar(archive, [(link, None)])
-  with pytest.raises(voc.UnsafeArchiveError, match="points outside"):
+  with pytest.raises(voc.UnsafeArchiveError, match="is a symbolic link.*not an official"):
     voc.safe_extract(archive, str(tmp_path / "out"))
+
+
+# --- hostile archives: the official ones hold only files and folders -------------------
+
+
+def _link(name, target, kind=tarfile.SYMTYPE):
+  info = tarfile.TarInfo(name)
+  info.type, info.linkname = kind, target
+  return info
+
+
+def _special(name, kind):
+  info = tarfile.TarInfo(name)
+  info.type = kind
+  if kind in (tarfile.CHRTYPE, tarfile.BLKTYPE):
+    info.devmajor, info.devminor = 1, 3
+  return info
+
+
+def _dot_chain(depth, width=2):
+  """Folder links `l0 → .`, `l0/l1 → .`, ...; then `.../v → ../..` and a file through it.
+
+  Every link target stays inside when read as text (what the old check did); on disk
+  the chain is the extraction folder itself, so `v` is two folders above it. With wide
+  names the members' paths run past PATH_MAX.
+  """
+  members, path = [], ""
+  for i in range(depth):
+    name = f"l{i}".ljust(width, "l")
+    members.append((_link(f"{path}{name}", "."), None))
+    path += f"{name}/"
+  members.append((_link(f"{path}v", "../.."), None))
+  members.append((f"{path}v/evil.txt", b"evil"))
+  return members
+
+
+HOSTILE = {
+    # on Pythons without tarfile's data filter these three members write outside
+    "three_members": [(_link("x", "."), None), (_link("x/y", ".."), None),
+                      ("x/y/evil.txt", b"evil")],
+    "dot_chain": _dot_chain(4),
+    "chain_past_path_max": _dot_chain(24, width=200),
+    "symlink_inside": [("ok/file.txt", b"fine"), (_link("ok/link", "file.txt"), None)],
+    "hard_link_inside": [("ok/file.txt", b"fine"),
+                         (_link("ok/hard", "ok/file.txt", tarfile.LNKTYPE), None)],
+    "fifo": [("ok/file.txt", b"fine"), (_special("ok/fifo", tarfile.FIFOTYPE), None)],
+    "char_device": [(_special("ok/null", tarfile.CHRTYPE), None)],
+    "block_device": [(_special("ok/disk", tarfile.BLKTYPE), None)],
+}
+
+
+def _tree(root):
+  """Every path under `root` (links listed, not followed)."""
+  out = set()
+  for folder, dirs, files in os.walk(root, followlinks=False):
+    out.update(os.path.relpath(os.path.join(folder, n), root) for n in dirs + files)
+  return out
+
+
+@pytest.mark.parametrize("with_filter", [True, False], ids=["data_filter", "no_filter"])
+@pytest.mark.parametrize("kind", sorted(HOSTILE))
+def test_archives_with_links_or_special_members_are_refused(tmp_path, monkeypatch, kind,
+                                                            with_filter):
+  """The official VOC and SBD archives hold no link, device or fifo: any is refused before
+  anything is written, with or without tarfile's `filter=`, as not an official archive."""
+  if not with_filter:  # the refusal must not rest on tarfile's filter
+    monkeypatch.setattr(voc, "_HAS_DATA_FILTER", False)
+  manual = tmp_path / "a" / "b" / "manual"
+  manual.mkdir(parents=True)
+  archive = str(manual / voc.VOC_ARCHIVE)
+  _tar(archive, HOSTILE[kind])
+  destination = str(tmp_path / "a" / "b" / "data" / "extracted" / "VOCtrainval_25-May-2011")
+  os.makedirs(os.path.dirname(destination))
+  before = _tree(tmp_path)
+  with pytest.raises(voc.UnsafeArchiveError,
+                     match=r"Refusing to extract .* is not an official VOC2011 or SBD "
+                     r"archive") as info:
+    voc.safe_extract(archive, destination)
+  assert "download" not in str(info.value).lower()
+  assert _tree(tmp_path) == before  # nothing written, inside or outside
+  with pytest.raises(voc.UnsafeArchiveError):  # through `locate` too
+    voc.locate(str(manual), os.path.dirname(destination))
+  assert _tree(tmp_path) == before
+  refused = []  # the check itself refuses every link, device and fifo, extraction or not
+  with tarfile.open(archive) as tar:
+    for member in tar.getmembers():
+      try:
+        voc._check_member(member, archive)  # pylint: disable=protected-access
+      except voc.UnsafeArchiveError:
+        refused.append(member.name)
+  assert refused == [m.name for m, _ in HOSTILE[kind] if isinstance(m, tarfile.TarInfo)]
+
+
+_FIND_DIR = """
+import resource, sys
+from jaxpu.data import voc
+soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+with open("/proc/self/status") as f:
+  size = next(int(l.split()[1]) * 1024 for l in f if l.startswith("VmSize"))
+resource.setrlimit(resource.RLIMIT_AS, (size + (1 << 30), hard))  # a runaway fails fast
+print(repr(voc._find_dir(sys.argv[1], ("cls", "inst", "train.txt", "val.txt"))))
+"""
+
+
+def test_locating_folders_follows_no_link_and_returns(tmp_path):
+  """Two `.` links in a manual directory made the folder search run forever."""
+  manual = tmp_path / "manual"
+  (manual / "real" / "benchmark_RELEASE" / "dataset").mkdir(parents=True)
+  os.symlink(".", manual / "again")
+  os.symlink(".", manual / "once_more")
+  os.symlink(manual / "real", manual / "linked")
+  repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  result = subprocess.run([sys.executable, "-c", _FIND_DIR, str(manual)], cwd=repo,
+                          capture_output=True, text=True, timeout=120)
+  assert result.returncode == 0, result.stderr[-3000:]
+  assert result.stdout.strip().splitlines()[-1] == "None"
+  dataset = manual / "real" / "benchmark_RELEASE" / "dataset"
+  for name in ("cls", "inst"):
+    (dataset / name).mkdir()
+  for name in ("train.txt", "val.txt"):
+    (dataset / name).write_text("2008_000002\n")
+  # found where it is, not through the links (`linked/...` sorts first, but is a link)
+  assert voc._find_dir(str(manual), ("cls", "inst", "train.txt", "val.txt")) == str(dataset)
 
 
 def test_missing_files_say_what_to_put_where(tmp_path):
@@ -337,7 +463,7 @@ def test_extraction_without_tarfile_filters(tmp_path, monkeypatch):
   link.type, link.linkname = tarfile.LNKTYPE, "../evil.txt"
   archive = str(tmp_path / "link.tar")
   _tar(archive, [("ok/file.txt", b"fine"), (link, None)])
-  with pytest.raises(voc.UnsafeArchiveError, match="points outside"):
+  with pytest.raises(voc.UnsafeArchiveError, match="is a hard link.*not an official"):
     voc.safe_extract(archive, str(tmp_path / "out"))
   assert not os.path.exists(tmp_path / "out")
   assert hasattr(voc, "_HAS_DATA_FILTER")  # the fallback above was the one exercised

@@ -68,3 +68,18 @@ def test_train_package_keeps_its_names():
                "eval_step", "make_eval_step", "evaluate", "default_compiler_options",
                "CPU_COMPILER_OPTIONS", "fit", "TrainingPreempted"):
     assert hasattr(train, name), name
+
+
+def test_the_library_never_imports_the_programs_or_their_harness():
+  """`jaxpu/` is below `experiments/` (and its harness `experiments/common.py`)."""
+  import ast  # pylint: disable=g-import-not-at-top
+  import pathlib  # pylint: disable=g-import-not-at-top
+  root = pathlib.Path(__file__).resolve().parent.parent / "jaxpu"
+  offenders = []
+  for path in root.rglob("*.py"):
+    for node in ast.walk(ast.parse(path.read_text())):
+      names = ([a.name for a in node.names] if isinstance(node, ast.Import) else
+               [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+      offenders += [f"{path.relative_to(root.parent)}: {n}" for n in names
+                    if n.split(".")[0] in ("experiments", "benchmarks")]
+  assert not offenders

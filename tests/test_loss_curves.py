@@ -6,7 +6,7 @@ import pytest
 
 from experiments import loss_curves
 from experiments.configs import loss_curves as loss_curves_config
-from jaxpu import plots
+from jaxpu.thesis import figures
 
 
 def sigmoid(x):
@@ -16,7 +16,7 @@ def sigmoid(x):
 def test_loss_curves_match_analytic_derivatives():
   f = np.linspace(-5., 5., 41)
   s = sigmoid(f)
-  curves = plots.loss_curves(f)
+  curves = figures.loss_curves(f)
   expected = {  # name: (loss, d loss / d f)
       "logistic +": (-np.log(s), s - 1.),
       "logistic -": (-np.log(1. - s), s),

@@ -718,6 +718,64 @@ def test_multiclass_losses_finite_at_extreme_logits(logits, labels):
   assert np.all(np.asarray(results["softmax_negative"][0])[labels == 0] <= 0.5)
 
 
+INF = np.inf
+# Three logits per row: +inf ahead, -inf behind, tied +inf, all -inf, all +inf.
+INF_LOGITS = np.array([[INF, 0., 1.], [-INF, 0., 1.], [INF, INF, 0.], [0., -INF, -INF],
+                       [INF, -INF, -INF], [-INF, -INF, -INF], [INF, INF, INF],
+                       [0., INF, -INF]], np.float32)
+# Two classes (f0, f1), their binary logit f1 - f0 = ±inf.
+INF_TWO_CLASS = np.array([[0., INF], [0., -INF], [INF, 0.], [-INF, 0.], [-INF, INF],
+                          [INF, -INF], [3., INF], [-2., -INF]], np.float32)
+INF_PAIRS = [("softmax_cross_entropy", "logistic", {}),
+             ("softmax_negative", "sigmoid_negative", {}),
+             ("generalized_softmax_negative", "generalized_sigmoid_negative",
+              dict(alpha=2., beta=3., gamma=0.5)),
+             ("softmax_bootstrap_hard", "bootstrap_hard", dict(beta=0.7))]
+
+
+@pytest.mark.parametrize("label", [0, 1, 2])
+def test_multiclass_losses_at_infinite_logits_are_finite(label):
+  labels = np.full(8, label)
+  for name, (value, grad) in multiclass_all(INF_LOGITS, labels, ALL_TRUE).items():
+    value = np.asarray(value)
+    assert np.all(np.isfinite(value)) and np.all(value >= 0.), (name, value)
+    assert np.all(np.isfinite(grad)), (name, grad)
+  # Tied maxima share the mass: σ = (1/2, 1/2, 0) and (1/3, 1/3, 1/3).
+  value = losses.softmax_cross_entropy(INF_LOGITS[[2, 5, 6]], labels[:3])
+  np.testing.assert_allclose(value[1:], math.log(3.), rtol=1e-6)
+  if label < 2:
+    np.testing.assert_allclose(value[0], math.log(2.), rtol=1e-6)
+  else:  # The class behind +inf: a finite stand-in for +inf.
+    assert value[0] > 1e37
+  value, grad = jax.value_and_grad(losses.softmax_nnpu_risk)(INF_LOGITS, labels, 0.3)
+  assert np.isfinite(value) and np.all(np.isfinite(grad)), (value, grad)
+  # NaN logits stay NaN.
+  assert np.isnan(losses.softmax_cross_entropy(np.array([np.nan, 0., INF]), label))
+
+
+@pytest.mark.parametrize("label", [0, 1])
+def test_multiclass_losses_at_infinite_logits_mirror_the_binary_ones(label):
+  """With two classes: the binary loss of f1 - f0 = ±inf, +inf values excepted."""
+  labels = np.full(8, label)
+  difference = INF_TWO_CLASS[:, 1] - INF_TWO_CLASS[:, 0]
+  pairs = [(losses.get(m), losses.get(b), kw) for m, b, kw in INF_PAIRS]
+  pairs.append((losses.softmax_nnpu_risk, losses.nnpu_risk, dict(prior=0.3, gamma=0.5)))
+  for multiclass, binary, kwargs in pairs:
+    name = multiclass.__name__
+    value, value_ref = (np.asarray(fn(x, labels, **kwargs)) for fn, x in
+                        ((multiclass, INF_TWO_CLASS), (binary, difference)))
+    assert np.all(np.isfinite(value)), (name, value)
+    infinite = np.isinf(value_ref)  # +inf binary values: about 1e38 here.
+    assert np.all(value_ref[infinite] > 0.) and np.all(value[infinite] > 1e37), name
+    np.testing.assert_allclose(value[~infinite], value_ref[~infinite], rtol=1e-6, err_msg=name)
+    total = lambda x, fn, kwargs=kwargs: jnp.sum(fn(x, labels, **kwargs))
+    grad = jax.grad(total)(INF_TWO_CLASS, multiclass)
+    grad_ref = jax.grad(total)(difference, binary)
+    assert np.all(np.isfinite(grad)) and np.all(np.isfinite(grad_ref)), name
+    np.testing.assert_allclose(grad[:, 1], grad_ref, rtol=1e-6, atol=1e-30, err_msg=name)
+    np.testing.assert_allclose(grad[:, 0], -grad_ref, rtol=1e-6, atol=1e-30, err_msg=name)
+
+
 # ----------------------------------------------------------------------------
 # The fused binary formulation (one exp for value and gradient) against plain
 # jax.nn autodiff and float64 references.
@@ -737,7 +795,7 @@ def test_sigmoid_parts_match_plain_autodiff_and_analytic():
   s, s_minus = sigmoid(f64), sigmoid(-f64)
   analytic = (s_minus, -s, s * s_minus, -s * s_minus)  # d/df of each part
   for i in range(4):
-    part = lambda x, i=i: losses._sigmoid_parts(x)[i]
+    part = lambda x, i=i: losses.sigmoid_parts(x)[i]
     plain = lambda x, i=i: _plain_sigmoid_parts(x)[i]
     value = jax.jit(part)(F_WIDE)
     np.testing.assert_allclose(value, jax.jit(plain)(F_WIDE), rtol=1e-6, atol=1e-30,

@@ -1,4 +1,4 @@
-"""Tests of jaxpu.losses' argument checks (jaxpu/losses/_checks.py).
+"""Tests of jaxpu.losses' argument checks (jaxpu/losses/checks.py).
 
 Shapes are never broadcast (eager and under jit), concrete loss parameters
 out of range raise a ValueError naming them, traced ones give a NaN loss, and
@@ -6,16 +6,21 @@ valid traced parameters change neither value nor gradient. Almost everything
 here fails at trace time, so these tests compile little.
 """
 
+import ast
 import math
+import pathlib
+import re
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
 from jaxpu import losses
+from jaxpu.losses import checks
 
-# Every public name of jaxpu.losses before it became a package.
+# Every public name of jaxpu.losses before it became a package, and sigmoid_parts.
 PUBLIC_API = (
     "Array", "ArrayLike", "BINARY_LOSSES", "MULTICLASS_LOSSES",
     "MULTICLASS_RISK_ESTIMATORS", "PU_SURROGATES", "RISK_ESTIMATORS",
@@ -24,7 +29,7 @@ PUBLIC_API = (
     "sigmoid_negative", "softmax_bootstrap_hard", "softmax_cross_entropy",
     "softmax_negative", "softmax_nnpu_risk", "unlabelled_prior", "upu_risk",
     "weighted_logistic", "weighted_softmax_cross_entropy",
-    "_sigmoid_parts",  # used by tests/test_losses.py and benchmarks/README.md
+    "sigmoid_parts",  # used by tests/test_losses.py and benchmarks/README.md
 )
 
 # Required arguments beyond (logits, labels), valid for 3 classes.
@@ -54,7 +59,27 @@ def test_public_api_is_unchanged():
 
 
 def test_all_lists_the_public_api():
-  assert set(losses.__all__) == set(PUBLIC_API) - {"_sigmoid_parts"}
+  assert set(losses.__all__) == set(PUBLIC_API)
+
+
+def test_package_exports_no_private_name():
+  private = [n for n in dir(losses) if n.startswith("_") and not n.startswith("__")]
+  assert not private
+  assert not [n for n in losses.__all__ if n.startswith("_")]
+
+
+def test_no_private_name_is_imported_across_modules():
+  """`from m import _x` or `m._x` of another jaxpu.losses module: none."""
+  modules = {"binary", "multiclass", "pu", "batch", "checks", "common"}
+  folder = pathlib.Path(losses.__file__).parent
+  assert {p.stem for p in folder.glob("*.py")} == modules | {"__init__"}
+  for path in folder.glob("*.py"):
+    for node in ast.walk(ast.parse(path.read_text())):
+      if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("jaxpu"):
+        assert not [a.name for a in node.names if a.name.startswith("_")], (path, node.lineno)
+      if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name):
+        if node.value.id in modules:
+          assert not node.attr.startswith("_"), (path, node.lineno, node.attr)
 
 
 # ----------------------------------------------------------------------------
@@ -107,9 +132,17 @@ def test_batch_helpers_do_not_broadcast_where_up():
       call(labels, jnp.ones((4, 1), bool))
   with pytest.raises(ValueError, match=r"masked_mean.*\(4, 1\).*\(4,\)"):
     losses.masked_mean(jnp.ones(4), jnp.ones((4, 1), bool))
-  # Broadcasting that keeps the values' shape is still a mask per row.
+
+
+@pytest.mark.parametrize("where_shape", [(2, 1), (1, 3), (3,), (), (2, 3, 1)])
+def test_masked_mean_where_must_have_the_values_shape(where_shape):
+  # A mask that broadcasts to the values used to be accepted as a mask per row.
   values = jnp.arange(6.).reshape(2, 3)
-  assert float(losses.masked_mean(values, jnp.array([[True], [False]]))) == 1.
+  for mode, call in _eager_and_jit(losses.masked_mean):
+    with pytest.raises(ValueError, match=rf"masked_mean: where of shape "
+                       rf"{re.escape(str(where_shape))}.*values' shape \(2, 3\)"):
+      call(values, jnp.ones(where_shape, bool))
+    assert float(call(values, jnp.ones((2, 3), bool))) == 2.5, mode
 
 
 # ----------------------------------------------------------------------------
@@ -228,7 +261,7 @@ def test_valid_traced_parameters_change_neither_value_nor_gradient(monkeypatch):
 
   with_select = {name: value_and_grads(name) for name in VALID_PARAMS}
   # The same programs without the select: as if every parameter were concrete.
-  monkeypatch.setattr(losses._checks, "check_params", lambda *args, **kwargs: None)
+  monkeypatch.setattr(checks, "check_params", lambda *args, **kwargs: None)
   for name, expected in with_select.items():
     assert np.all(np.isfinite(expected[0])), name
     jax.tree.map(lambda a, b, name=name: np.testing.assert_array_equal(a, b, err_msg=name),
@@ -243,3 +276,97 @@ def test_valid_edge_parameters_are_accepted():
   losses.generalized_sigmoid_negative(f, y, alpha=0., beta=1e-3, gamma=1e-3)
   losses.nnpu_risk(f, y, 1e-6, beta=0., gamma=0.)
   losses.nnpu_risk(f, y, 0.5, gamma=2.)  # Kiryo et al. take γ ≤ 1; larger is accepted.
+
+
+# ----------------------------------------------------------------------------
+# Array parameters: broadcast to the labels' shape without changing it.
+# ----------------------------------------------------------------------------
+
+# (loss, parameter, a shape that would change the result's shape), for labels of
+# shape (4,): elementwise losses gave (4, 4) or (2, 4) losses, the risks (4,) "risks".
+BROADCASTING_PARAMS = [
+    ("weighted_logistic", "negative_weight", (4, 1)),
+    ("weighted_logistic", "positive_weight", (2, 4)),
+    ("sigmoid_negative", "negative_weight", (4, 1)),
+    ("sigmoid_negative", "positive_weight", (1, 1)),
+    ("generalized_sigmoid_negative", "alpha", (4, 1)),
+    ("generalized_sigmoid_negative", "beta", (4, 1)),
+    ("generalized_sigmoid_negative", "gamma", (4, 1)),
+    ("bootstrap_hard", "beta", (4, 1)),
+    ("generalized_softmax_negative", "alpha", (4, 1)),
+    ("generalized_softmax_negative", "beta", (4, 1)),
+    ("generalized_softmax_negative", "gamma", (3, 4)),
+    ("softmax_bootstrap_hard", "beta", (4, 1)),
+    ("upu_risk", "prior", (4,)),
+    ("nnpu_risk", "prior", (4,)),
+    ("nnpu_risk", "beta", (1,)),
+    ("nnpu_risk", "gamma", (4,)),
+    ("softmax_nnpu_risk", "prior", (4,)),
+    ("softmax_nnpu_risk", "beta", (1,)),
+]
+VALID_VALUE = {"prior": 0.3, "beta": 0.5, "gamma": 0.5}
+
+
+@pytest.mark.parametrize("name, param, shape", BROADCASTING_PARAMS,
+                         ids=[f"{n}-{p}{s}" for n, p, s in BROADCASTING_PARAMS])
+def test_broadcasting_array_parameter_raises(name, param, shape):
+  logits, labels = _inputs(name)
+  value = np.full(shape, VALID_VALUE.get(param, 1.), np.float32)
+  kwargs = {**REQUIRED.get(name, {}), param: value}
+  fn = lambda f, y, kw: losses.get(name)(f, y, **kw)
+  for mode, call in _eager_and_jit(fn):  # Concrete, then traced parameters.
+    with pytest.raises(ValueError, match=rf"{name}: {param} must be a scalar") as info:
+      call(logits, labels, kwargs)
+    message = str(info.value)
+    assert f"got shape {shape}" in message and "labels of shape (4,)" in message, (mode, message)
+
+
+def test_class_weights_of_another_shape_raise():
+  logits, labels = _inputs("softmax_negative")
+  for shape in [(3, 1), (1, 3), (4,), (4, 3), ()]:
+    for name in ("weighted_softmax_cross_entropy", "softmax_negative"):
+      with pytest.raises(ValueError, match=rf"{name}: class_weights must have shape \(3,\)"):
+        losses.get(name)(logits, labels, class_weights=np.ones(shape, np.float32))
+
+
+def test_array_parameters_that_keep_the_labels_shape_are_elementwise():
+  """Per-element (or broadcasting-in) parameters equal per-element scalar calls."""
+  rng = np.random.default_rng(5)
+  f = jnp.asarray(rng.normal(0., 3., (2, 4)), jnp.float32)
+  y = jnp.asarray(rng.integers(0, 2, (2, 4)))
+  logits = jnp.asarray(rng.normal(0., 3., (2, 4, 3)), jnp.float32)
+  labels = jnp.asarray(rng.integers(0, 3, (2, 4)))
+  per_element = np.array([[0.5, 1., 2., 3.], [0.25, 0.75, 1.5, 4.]], np.float32)
+  unit = per_element / per_element.max()
+  cases = [("weighted_logistic", "negative_weight", per_element),
+           ("sigmoid_negative", "positive_weight", per_element[:1]),  # (1, 4) broadcasts in
+           ("generalized_sigmoid_negative", "beta", per_element),
+           ("bootstrap_hard", "beta", unit),
+           ("generalized_softmax_negative", "beta", per_element),
+           ("generalized_softmax_negative", "gamma", per_element[:, :1]),  # (2, 1)
+           ("softmax_bootstrap_hard", "beta", unit)]
+  for name, param, value in cases:
+    x, t = (logits, labels) if name in MULTICLASS else (f, y)
+    out = losses.get(name)(x, t, **{param: value})
+    assert out.shape == t.shape, name
+    full = np.broadcast_to(value, t.shape)
+    for i, j in np.ndindex(*t.shape):
+      one = losses.get(name)(x[i, j], t[i, j], **{param: float(full[i, j])})
+      np.testing.assert_allclose(out[i, j], one, rtol=1e-6, err_msg=f"{name} {param} {i, j}")
+
+
+def test_shape_checks_stay_on_when_chex_asserts_are_disabled():
+  chex.disable_asserts()
+  try:
+    with pytest.raises(ValueError, match=r"logits \(4, 1\) and labels \(4,\)"):
+      losses.logistic(jnp.zeros((4, 1)), jnp.array([0, 1, 1, 0]))
+    with pytest.raises(ValueError, match=r"where must have the labels' shape"):
+      losses.softmax_negative(jnp.zeros((4, 3)), jnp.array([0, 1, 2, 0]),
+                              where=jnp.ones((4, 1), bool))
+    with pytest.raises(ValueError, match=r"negative_weight must be a scalar"):
+      losses.weighted_logistic(jnp.zeros(4), jnp.array([0, 1, 1, 0]),
+                               negative_weight=jnp.ones((4, 1)))
+    with pytest.raises(ValueError, match=r"masked_mean: where of shape \(2, 1\)"):
+      losses.masked_mean(jnp.zeros((2, 3)), jnp.ones((2, 1), bool))
+  finally:
+    chex.enable_asserts()

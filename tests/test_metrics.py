@@ -190,3 +190,30 @@ def test_positive_class_scores_hand_computed_and_as_sklearn():
   y_true = [0] * 7 + [1] * 4
   y_pred = [0] * 5 + [1] * 2 + [0] + [1] * 3
   assert scores["f1"] == pytest.approx(skm.f1_score(y_true, y_pred))
+
+
+def test_confusion_matrix_rejects_mismatched_shapes():
+  # (N, 1) predictions against (N,) labels used to broadcast: 25 counts for 5 pixels.
+  labels = np.array([0, 1, 2, 1, 0], np.int32)
+  cm_fn = jax.jit(metrics.confusion_matrix, static_argnums=2)
+  for call in (metrics.confusion_matrix, cm_fn):
+    with pytest.raises(ValueError, match=r"predictions \(5, 1\) and labels \(5,\)"):
+      call(labels[:, None], labels, 3)
+    with pytest.raises(ValueError, match=r"predictions \(5,\) and labels \(1, 5\)"):
+      call(labels, labels[None], 3)
+    with pytest.raises(ValueError, match=r"where \(5, 1\) and labels \(5,\)"):
+      call(labels, labels, 3, np.ones((5, 1), bool))
+    with pytest.raises(ValueError, match=r"where \(\) and labels \(5,\)"):
+      call(labels, labels, 3, True)
+    cm = call(labels, labels, 3, np.ones(5, bool))
+    assert int(cm.sum()) == 5 and int(np.trace(cm)) == 5
+
+
+def test_per_class_scores_are_nan_where_undefined():
+  cm = np.array([[5, 2, 0], [1, 3, 0], [0, 0, 0]])  # class 2: never true, never predicted
+  scores = metrics.per_class_scores(cm)
+  np.testing.assert_allclose(scores["precision"][:2], [5 / 6, 3 / 5])
+  np.testing.assert_allclose(scores["recall"][:2], [5 / 7, 3 / 4])
+  assert np.isnan(scores["precision"][2]) and np.isnan(scores["recall"][2])
+  y_true, y_pred = [0] * 7 + [1] * 4, [0] * 5 + [1] * 2 + [0] + [1] * 3
+  np.testing.assert_allclose(scores["recall"][:2], skm.recall_score(y_true, y_pred, average=None))

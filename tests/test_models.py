@@ -168,6 +168,49 @@ def test_upscore_is_caffe_deconvolution_with_bilinear_filter():
   np.testing.assert_allclose(out, expected, atol=1e-5)
 
 
+def test_fcn_alexnet_caffe_xavier_init_bounds():
+  """Caffe's xavier filler: U(±sqrt(3 / fan_in)), fan_in = kh · kw · in_channels / groups."""
+  model = models.get("fcn_alexnet", 21, width=0.25, kernel_init="caffe_xavier")
+  params = jax.jit(model.init)(_key(0), jnp.zeros((1, 8, 8, 3)))["params"]
+  # conv2: 5×5, 2 groups of 12 input channels; fc6: 6×6×64; conv1 11×11×3; score 1×1×1024.
+  for layer, fan_in in [("conv1", 11 * 11 * 3), ("conv2", 5 * 5 * 12), ("conv4", 3 * 3 * 48),
+                        ("fc6", 6 * 6 * 64), ("fc7", 1024)]:
+    kernel = np.asarray(params["encoder"][layer]["kernel"])
+    assert int(np.prod(kernel.shape[:-1])) == fan_in, layer
+    limit = math.sqrt(3 / fan_in)
+    assert np.abs(kernel).max() <= limit, layer
+    assert kernel.max() > 0.98 * limit and kernel.min() < -0.98 * limit, layer
+    assert abs(kernel.var() * fan_in - 1) < 0.05, layer  # variance 1 / fan_in
+    assert not np.any(np.asarray(params["encoder"][layer]["bias"]))
+  score = np.asarray(params["head"]["score"]["kernel"])
+  assert np.abs(score).max() <= math.sqrt(3 / 1024) and score.std() > 0
+  # The default is unchanged: Glorot, sqrt(6 / (fan_in + fan_out)).
+  glorot = jax.jit(models.get("fcn_alexnet", 21, width=0.25).init)(
+      _key(0), jnp.zeros((1, 8, 8, 3)))["params"]
+  kernel = np.asarray(glorot["encoder"]["fc6"]["kernel"])
+  limit = math.sqrt(6 / (36 * 64 + 36 * 1024))
+  assert np.abs(kernel).max() <= limit and np.abs(kernel).max() > 0.98 * limit
+
+
+def test_fcn_alexnet_score_init():
+  shape = (1, 8, 8, 3)
+  zeros = jax.jit(models.get("fcn_alexnet", 3, width=1 / 16, score_init="zeros").init)(
+      _key(0), jnp.zeros(shape))["params"]
+  assert not np.any(np.asarray(zeros["head"]["score"]["kernel"]))
+  assert np.any(np.asarray(zeros["encoder"]["conv1"]["kernel"]))
+  # score_init None follows kernel_init; an explicit one overrides it
+  xavier = jax.jit(models.get("fcn_alexnet", 3, width=1 / 16, kernel_init="caffe_xavier",
+                              score_init="glorot").init)(_key(0), jnp.zeros(shape))["params"]
+  score = np.asarray(xavier["head"]["score"]["kernel"])
+  fan_in, fan_out = score.shape[-2], score.shape[-1]
+  limit = math.sqrt(6 / (fan_in + fan_out))
+  assert np.abs(score).max() <= limit and np.abs(score).max() > math.sqrt(3 / fan_in)
+  with pytest.raises(ValueError, match="kernel_init must be 'glorot' or 'caffe_xavier'"):
+    models.get("fcn_alexnet", 3, kernel_init="zeros").init(_key(0), jnp.zeros(shape))
+  with pytest.raises(ValueError, match="score_init must be one of"):
+    models.get("fcn_alexnet", 3, score_init="he").init(_key(0), jnp.zeros(shape))
+
+
 def test_upscore_is_not_trainable():
   # The frozen upscore filter is a constant, not a parameter: no optimizer can change it.
   params = _abstract_params(models.get("fcn_alexnet", 2, width=1 / 16), (1, 9, 9, 3))

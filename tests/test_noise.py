@@ -595,9 +595,9 @@ def test_segmentation_errors_in_make_segmentation_data_train_split_only(tiny_con
   from jaxpu import data as data_lib  # pylint: disable=g-import-not-at-top
 
   def make(corruption):  # the embedded data in the run's private JAXPU_DATA_DIR (conftest)
-    return data_lib.make_segmentation_data("synthetic", batch_size=4, config=tiny_config,
-                                           task=task, corruption=corruption,
-                                           with_true_label=True, as_numpy=True)
+    return data_lib.make_segmentation_data(data_lib.SegmentationSpec(
+        "synthetic", batch_size=4, config=tiny_config, task=task, corruption=corruption,
+        with_true_label=True), as_numpy=True)
   noisy, clean = make(corruption), make(None)
   assert noisy.num_train_examples == 40 and noisy.steps_per_epoch == 10
   train_noisy, train_clean = noisy.train_iter(), clean.train_iter()  # same order (same seed)

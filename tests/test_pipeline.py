@@ -27,8 +27,10 @@ def plain(data_dir):
 
 
 def _seg(data_dir, **kwargs):
+  as_numpy, mesh = kwargs.pop("as_numpy", False), kwargs.pop("mesh", None)
   kwargs = {"batch_size": 8, "config": TINY, "data_dir": data_dir, **kwargs}
-  return data_lib.make_segmentation_data("synthetic", **kwargs)
+  return data_lib.make_segmentation_data(data_lib.SegmentationSpec("synthetic", **kwargs),
+                                         as_numpy=as_numpy, mesh=mesh)
 
 
 def _take(iterator, n):
@@ -195,7 +197,7 @@ def test_bad_arguments_are_named(data_dir):
   with pytest.raises(ValueError, match="Unknown task 'parts'"):
     _seg(data_dir, task="parts")
   with pytest.raises(ValueError, match="Unknown segmentation dataset 'coco'"):
-    data_lib.make_segmentation_data("coco", batch_size=8)
+    data_lib.make_segmentation_data(data_lib.SegmentationSpec("coco", batch_size=8))
   with pytest.raises(ValueError, match="start_step must be a non-negative int"):
     _seg(data_dir).train_iter(-1)
 

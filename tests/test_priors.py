@@ -286,7 +286,8 @@ def test_cross_fitted_scores_are_held_out_and_deterministic():
     (lambda: priors.elkan_noto_labelled_fraction([0.5], [0.1], "e4"),
      "unknown estimator"),
     (lambda: priors.elkan_noto_labelled_fraction([0.], [0.]), "all 0"),
-    (lambda: priors.elkan_noto_prior([0.5], []), "num_unlabelled > 0"),
+    (lambda: priors.elkan_noto_prior([0.5], []),
+     "num_unlabelled must be a finite number > 0, got 0"),
     (lambda: priors.prior_from_labelled_fraction(0., 1, 1), r"\(0, 1\]"),
     (lambda: priors.prior_from_labelled_fraction(0.5, 0, 1), "num_labelled"),
     (lambda: priors.best_bin_estimate([0.5], []), "at least 1"),
@@ -318,3 +319,29 @@ def test_module_needs_only_numpy():
           "bad = {'tensorflow', 'sklearn', 'jax', 'scipy'} & set(sys.modules); "
           "assert not bad, bad")
   subprocess.run([sys.executable, "-c", code], check=True)
+
+
+@pytest.mark.parametrize("call, match", [
+    (lambda: priors.prior_from_labelled_fraction(0.5, np.inf, 10),
+     r"num_labelled must be a finite number > 0, got inf"),
+    (lambda: priors.prior_from_labelled_fraction(0.5, 10, float("inf")),
+     r"num_unlabelled must be a finite number > 0, got inf"),
+    (lambda: priors.prior_from_labelled_fraction(0.5, 10, np.nan),
+     r"num_unlabelled must be a finite number > 0, got nan"),
+    (lambda: priors.elkan_noto_prior([0.5], [0.2], num_unlabelled=np.inf),
+     r"num_unlabelled must be a finite number > 0, got inf"),
+    (lambda: priors.fit_logistic_regression(np.ones((2, 2)), [0, 1], l2=np.inf),
+     r"l2 must be a finite number > 0, got inf"),
+    (lambda: priors.cross_fitted_scores(np.ones((4, 2)), np.ones((4, 2)), num_folds=2,
+                                        l2=float("inf")),
+     r"l2 must be a finite number > 0, got inf"),
+    (lambda: priors.fit_logistic_regression(np.ones((2, 2)), [0, 1], num_iterations=0),
+     r"num_iterations must be an integer >= 1, got 0"),
+    (lambda: priors.fit_logistic_regression(np.ones((2, 2)), [0, 1], num_iterations=-3),
+     r"num_iterations must be an integer >= 1, got -3"),
+])
+def test_non_finite_counts_l2_and_no_iterations_are_refused(call, match):
+  """Infinite counts gave π = 0 or 1, l2 = inf NaN weights, num_iterations ≤ 0 zero weights:
+  all silently."""
+  with pytest.raises(ValueError, match=match):
+    call()

@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from jaxpu import experiment
+from experiments import common as experiment
 from jaxpu import report
 from jaxpu.thesis import paper
 
@@ -13,7 +13,7 @@ from jaxpu.thesis import paper
 def test_cell_statistics():
   cell = report.Cell("t", ("a",), "x", [0.2, 0.4, 0.6])
   assert cell.mean == pytest.approx(0.4)
-  assert cell.std == pytest.approx(np.std([0.2, 0.4, 0.6]))
+  assert cell.std == pytest.approx(np.std([0.2, 0.4, 0.6], ddof=1))  # the sample std
   with pytest.raises(ValueError, match="no values"):
     report.Cell("t", ("a",), "x", [])
 
@@ -34,7 +34,8 @@ def test_write_results_roundtrip_and_comparison(tmp_path):
                         "row_keys": list(spec.row_keys), "columns": list(spec.columns),
                         "row": ["50%R+U", "SoftmaxLoss"],
                         "column": "mean F1", "mean": pytest.approx(0.71),
-                        "std": pytest.approx(0.01), "n": 2, "values": [0.70, 0.72],
+                        "std": pytest.approx(np.std([0.70, 0.72], ddof=1)), "n": 2,
+                        "values": [0.70, 0.72],
                         "config": {"seed": 3}}
   back = report.load_results(str(tmp_path))
   assert [(c.row, c.column, c.values) for c in back] == [

@@ -56,9 +56,9 @@ def _train(spec, run_dir, **kw):
                     mesh=train_lib.make_mesh(jax.devices()[:1]), **kw)
 
 
-def test_train_scores_every_snapshot_and_keeps_the_last(tmp_path):
+def test_train_scores_the_kept_snapshots_and_keeps_the_last(tmp_path):
   result = _train(_spec(), tmp_path / "a")
-  assert sorted(result.snapshots) == [10, 20, 30, 40, 50, 60]
+  assert sorted(result.snapshots) == [40, 50, 60]  # the last keep=3 (nothing reads the others)
   last = result.last()
   assert len(last) == 3
   for cm in last:
@@ -111,14 +111,40 @@ def test_run_that_failed_before_its_first_checkpoint_does_not_block(tmp_path, mo
 
 def test_spec_settings_are_checked_when_built():
   """Problem 5: bad step counts fail at once, naming the setting."""
-  with pytest.raises(ValueError, match=r"TrainSpec\.steps must be a positive int, got -3"):
+  with pytest.raises(ValueError, match=r"TrainSpec\.steps=-3: must be a positive integer"):
     _spec(steps=-3)
   with pytest.raises(ValueError, match=r"TrainSpec\.checkpoint_every"):
     _spec(checkpoint_every=0)
-  with pytest.raises(ValueError, match=r"TrainSpec\.learning_rate must be > 0"):
+  with pytest.raises(ValueError, match=r"TrainSpec\.learning_rate=nan: must be a finite number"):
     _spec(learning_rate=float("nan"))
-  with pytest.raises(ValueError, match=r"warmup_steps \(60\) must be below steps"):
+  with pytest.raises(ValueError, match=r"TrainSpec\.learning_rate=inf: must be a finite number"):
+    _spec(learning_rate=float("inf"))
+  with pytest.raises(ValueError, match=r"warmup_steps=60: must be below steps \(60\)"):
     _spec(schedule="cosine", warmup_steps=60)
+  with pytest.raises(ValueError, match=r"lr_mults=.*multiplier inf of 'bias' must be a finite"):
+    _spec(lr_mults=(("bias", float("inf")),))
+
+
+def test_a_config_section_is_the_specs_settings_and_errors_name_the_flag():
+  """One place for each training field: the section is built from TrainSpec's settings."""
+  from experiments.configs import common as config_common  # pylint: disable=g-import-not-at-top
+  section = config_common.training(steps=10, batch_size=6, checkpoint_every=5)
+  assert set(section) == set(runs.SETTINGS)
+  model = dict(model="mlp", num_classes=1, loss="logistic")
+  built = runs.TrainSpec.from_config(dict(section, batch_size=8), "train", **model)
+  assert (built.steps, built.batch_size, built.checkpoint_every) == (10, 8, 5)
+  assert built == runs.TrainSpec(**model, **dict(section, batch_size=8))
+  with pytest.raises(ValueError, match=r"--config\.train\.batch_size=6: must be a multiple "
+                                       r"of the 4 devices"):
+    runs.TrainSpec.from_config(section, "train", **model)
+  with pytest.raises(ValueError, match=r"--config\.pretrain\.checkpoint_every=20: must be at "
+                                       r"most steps \(10\)"):
+    runs.TrainSpec.from_config(dict(section, batch_size=8, checkpoint_every=20), "pretrain",
+                               **model)
+  with pytest.raises(ValueError, match=r"--config\.train has unknown fields \['learning_rte'\]"):
+    runs.TrainSpec.from_config(dict(section, learning_rte=1.0), "train", **model)
+  with pytest.raises(ValueError, match=r"Unknown training settings \['bias_lr_mult'\]"):
+    config_common.training(bias_lr_mult=2.0)
 
 
 def test_cut_last_snapshot_line_is_skipped_with_a_warning(tmp_path, caplog):
@@ -155,7 +181,7 @@ def test_interrupted_run_resumes_and_reevaluates_to_the_same_result(tmp_path):
   np.testing.assert_array_equal(resumed.snapshots[40], full.snapshots[40])
   np.testing.assert_array_equal(resumed.snapshots[30], full.snapshots[30])
   steps = [json.loads(line)["step"] for line in snapshots.read_text().splitlines()]
-  assert steps == [10, 20, 30, 40]  # one line per step, no duplicates
+  assert steps == [20, 30, 40]  # the kept snapshots (keep=3), one line per step
   for a, b in zip(jax.tree.leaves(resumed.params()), jax.tree.leaves(full.params())):
     np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-6)
 
@@ -179,7 +205,7 @@ def test_two_stage_loss_switches_after_first_stage(tmp_path):
                first_loss_kwargs={"negative_weight": 0.5}, first_loss_steps=20,
                loss="bootstrap_hard")
   result = _train(spec, tmp_path / "boot")
-  assert sorted(result.snapshots) == [10, 20, 30, 40]
+  assert sorted(result.snapshots) == [20, 30, 40]
   with pytest.raises(ValueError, match="first_loss_steps"):
     _spec(first_loss="logistic", first_loss_steps=60)
 

@@ -80,18 +80,13 @@ def test_summary_names_each_tables_best_cell(smoke_run):
   assert "eq. 8 (α = β = γ = 1):" in markdown
 
 
-def test_best_cells_and_saturation_logit():
+def test_best_cells():
   cells = [report.Cell("t", ("50%", "1", "1", "1"), "AP", [0.5, 0.7]),
            report.Cell("t", ("50%", "1", "2", "1"), "AP", [0.8, 0.8]),
            report.Cell("t", ("70%", "1", "1", "1"), "AP", [float("nan")]),
            report.Cell("t", ("70%", "1", "2", "1"), "AP", [0.1])]
   best = saturation.best_cells(cells, "t", "AP")
   assert best["50%"].row[2] == "2" and best["70%"].row[2] == "2"  # NaN never wins
-  # α σ(βf)^γ reaches 95 % of α at f₉₅; eq. 8: σ(f) = 0.95 at f = log 19.
-  assert saturation.saturation_logit(1.0, 1.0) == pytest.approx(math.log(19))
-  for beta, gamma in ((0.5, 2.0), (2.0, 0.5)):
-    f = saturation.saturation_logit(beta, gamma)
-    assert (1 / (1 + math.exp(-beta * f))) ** gamma == pytest.approx(0.95)
 
 
 @pytest.mark.parametrize("field,value,message", [
@@ -122,15 +117,6 @@ def test_every_scale_validates_and_holds_eq8():
   assert tuple(cpu.moons.labelled_fractions) == (0.5, 0.3)
   assert cpu.segmentation.train.steps == 800 and cpu.moons.steps == 2000
 
-
-def test_boundary_slope_is_the_losses_derivative_at_zero():
-  import jax  # pylint: disable=g-import-not-at-top
-  from jaxpu import losses  # pylint: disable=g-import-not-at-top
-  for alpha, beta, gamma in ((1.0, 1.0, 1.0), (0.5, 2.0, 0.5), (2.0, 0.5, 2.0)):
-    grad = jax.grad(lambda f: losses.generalized_sigmoid_negative(
-        f, 0, alpha=alpha, beta=beta, gamma=gamma))(0.0)
-    assert saturation.boundary_slope(alpha, beta, gamma) == pytest.approx(float(grad), rel=1e-5)
-  assert saturation.boundary_slope(1.0, 1.0, 1.0) == 0.25  # eq. 8: σ'(0)
 
 
 def test_correlation_line_ranks_cells_by_slope():

@@ -52,15 +52,19 @@ def test_bad_settings_name_the_field(field, value, message):
 
 
 def test_paired_table_hand_computed():
-  # d = (0.5 - 0.4, 0.7 - 0.5) = (0.1, 0.2): mean 0.15, SE = std_ddof1 / sqrt 2 = 0.05;
-  # 0.15 > 2 SE, so starred. The clean − noisy cost: (0.6 - 0.4, 0.6 - 0.5) → 0.15 too.
-  cells = [report.Cell("binary", ("n:1", "SigmoidLoss"), "fg AP", [0.5, 0.7]),
-           report.Cell("binary", ("n:1", "LogisticLoss"), "fg AP", [0.4, 0.5]),
-           report.Cell("binary", ("clean", "LogisticLoss"), "fg AP", [0.6, 0.6])]
+  # Sigmoid − logistic: d = (0.1, 0.2, 0.15): mean 0.15, SE = 0.05 / sqrt 3 = 0.0289, t = 5.2
+  # on 2 df, two-sided p = 0.035 < 0.05: starred. The clean − noisy cost: d = (0.2, 0.1, 0.3),
+  # mean 0.2, SE = 0.0577, t = 3.46, p = 0.074: not starred.
+  from scipy import stats  # pylint: disable=g-import-not-at-top
+  cells = [report.Cell("binary", ("n:1", "SigmoidLoss"), "fg AP", [0.5, 0.7, 0.55]),
+           report.Cell("binary", ("n:1", "LogisticLoss"), "fg AP", [0.4, 0.5, 0.4]),
+           report.Cell("binary", ("clean", "LogisticLoss"), "fg AP", [0.6, 0.6, 0.7])]
+  assert stats.ttest_rel([0.5, 0.7, 0.55], [0.4, 0.5, 0.4]).pvalue < 0.05
+  assert stats.ttest_rel([0.6, 0.6, 0.7], [0.4, 0.5, 0.4]).pvalue > 0.05
   text = segerr.paired_table(cells, ("LogisticLoss", "SigmoidLoss"), ["clean", "n:1"])
   rows = [line for line in text.splitlines() if line.startswith("| n:1")]
-  assert rows == ["| n:1 | clean − noisy (LogisticLoss) | +0.150 ± 0.050* | — | — |",
-                  "| n:1 | SigmoidLoss − LogisticLoss | +0.150 ± 0.050* | — | — |"]
+  assert rows == ["| n:1 | clean − noisy (LogisticLoss) | +0.200 ± 0.058 | — | — |",
+                  "| n:1 | SigmoidLoss − LogisticLoss | +0.150 ± 0.029* | — | — |"]
 
 
 def test_smoke_run_trains_every_row_and_writes_tables_and_figure(tmp_path):

@@ -50,6 +50,123 @@ def test_sgd_momentum_and_weight_decay_match_hand_update():
   np.testing.assert_allclose(p["bias"], b2, rtol=1e-6)
 
 
+def _caffe_tree():
+  return {"encoder": {"conv": {"kernel": jnp.array([[1., -2.], [3., 0.5]]),
+                               "bias": jnp.array([1., 2.])}},
+          "head": {"score": {"kernel": jnp.array([[0.5], [-1.]]), "bias": jnp.array([0.7])}}}
+
+
+@pytest.mark.parametrize("steps", [1, 3])
+def test_lr_and_wd_mults_are_caffes_lr_mult_and_decay_mult(steps):
+  """V ← μV + η·lr_mult·(∇ + λ·decay_mult·W), W ← W − V, per parameter."""
+  params = _caffe_tree()
+  grads = {"encoder": {"conv": {"kernel": jnp.array([[0.1, 0.2], [-0.3, 0.4]]),
+                                "bias": jnp.array([0.5, -0.5])}},
+           "head": {"score": {"kernel": jnp.array([[0.2], [0.1]]), "bias": jnp.array([-0.3])}}}
+  lr, mu, wd = 0.1, 0.9, 0.01
+  lr_mults = ((r"^head/score/bias$", 2.), (r"conv/kernel", 0.5))
+  wd_mults = ((r"^head/score/bias$", 0.), (r"score/kernel", 3.))  # conv/bias: 1 (unmatched)
+  caffe = {("conv", "kernel"): (0.5, 1.), ("conv", "bias"): (1., 1.),
+           ("score", "kernel"): (1., 3.), ("score", "bias"): (2., 0.)}
+  opt = train.make_optimizer("sgd", lr, momentum=mu, weight_decay=wd, lr_mults=lr_mults,
+                             wd_mults=wd_mults)
+  state = opt.init(params)
+  p = params
+  w = jax.tree.map(lambda x: np.asarray(x, np.float64), params)
+  v = jax.tree.map(np.zeros_like, w)
+  for _ in range(steps):
+    updates, state = opt.update(grads, state, p)
+    p = optax.apply_updates(p, updates)
+
+    def velocity(path, v, g, w):
+      lr_mult, decay_mult = caffe[(path[-2].key, path[-1].key)]
+      return mu * v + lr * lr_mult * (np.asarray(g, np.float64) + wd * decay_mult * w)
+    v = jax.tree_util.tree_map_with_path(velocity, v, grads, w)
+    w = jax.tree.map(np.subtract, w, v)
+  jax.tree.map(functools.partial(np.testing.assert_allclose, rtol=1e-6), p, w)
+
+
+def test_lr_mult_zero_freezes_and_adam_takes_mults():
+  params = _caffe_tree()
+  nan_grads = jax.tree.map(lambda x: jnp.full_like(x, jnp.nan), params)
+  opt = train.make_optimizer("sgd", 0.1, weight_decay=0.1, lr_mults=((r"^encoder/", 0.),))
+  updates, _ = opt.update(nan_grads, opt.init(params), params)
+  for leaf in jax.tree.leaves(updates["encoder"]):  # exactly 0, even for NaN gradients
+    assert not np.any(np.asarray(leaf))
+  grads = jax.tree.map(jnp.ones_like, params)
+  plain = train.make_optimizer("adam", 0.1)
+  scaled = train.make_optimizer("adam", 0.1, lr_mults=((r"score/bias", 3.),))
+  u_plain, _ = plain.update(grads, plain.init(params), params)
+  u_scaled, _ = scaled.update(grads, scaled.init(params), params)
+  np.testing.assert_allclose(u_scaled["head"]["score"]["bias"],
+                             3 * u_plain["head"]["score"]["bias"], rtol=1e-6)
+  np.testing.assert_array_equal(u_scaled["encoder"]["conv"]["kernel"],
+                                u_plain["encoder"]["conv"]["kernel"])
+
+
+def _model_params(name):
+  """Random params of model `name` (fcn_alexnet narrow: the same parameter names)."""
+  options = {"fcn_alexnet": {"width": 1 / 16}}.get(name, {})
+  model = models.get(name, 3, **options)
+  shape = (1, 2) if name == "mlp" else (1, 32, 32, 3)
+  shapes = jax.eval_shape(lambda: model.init(jax.random.key(0), jnp.zeros(shape)))["params"]
+  rs = np.random.RandomState(0)
+  return jax.tree.map(lambda s: jnp.asarray(rs.standard_normal(s.shape), s.dtype), shapes)
+
+
+@pytest.mark.parametrize("name", sorted(models.MODELS))
+def test_default_mults_are_the_previous_optimizer(name):
+  """Default multipliers: exactly the previous chains (same state, bit-identical updates);
+  the default decay mask (ndim > 1) is `wd_mults=((r"/bias$", 0.),)` for every model."""
+  params = _model_params(name)
+  grads = jax.tree.map(lambda p: 0.1 * jnp.cos(p), params)
+  kernels = lambda tree: jax.tree.map(lambda p: jnp.ndim(p) > 1, tree)
+  previous = {
+      "adam": (train.make_optimizer("adam", 1e-4), optax.adam(optax.constant_schedule(1e-4))),
+      "sgd": (train.make_optimizer("sgd", 1e-4, momentum=0.9, weight_decay=5e-4),
+              optax.chain(optax.add_decayed_weights(5e-4, mask=kernels),
+                          optax.sgd(optax.constant_schedule(1e-4), momentum=0.9))),
+  }
+  for opt_name, (new, old) in previous.items():
+    new_state, old_state = new.init(params), old.init(params)
+    assert jax.tree.structure(new_state) == jax.tree.structure(old_state), opt_name
+    for _ in range(2):
+      u_new, new_state = new.update(grads, new_state, params)
+      u_old, old_state = old.update(grads, old_state, params)
+      jax.tree.map(np.testing.assert_array_equal, u_new, u_old)
+  masks = train.resolve_mults(params, ((r"/bias$", 0.),))
+  assert masks == jax.tree.map(lambda p: float(jnp.ndim(p) > 1), params)
+  explicit = train.make_optimizer("sgd", 1e-4, momentum=0.9, weight_decay=5e-4,
+                                  wd_mults=((r"/bias$", 0.),))
+  u_explicit, _ = explicit.update(grads, explicit.init(params), params)
+  u_default, _ = previous["sgd"][0].update(grads, previous["sgd"][0].init(params), params)
+  jax.tree.map(np.testing.assert_array_equal, u_explicit, u_default)
+
+
+def test_mults_errors_name_the_problem():
+  params = _caffe_tree()
+  with pytest.raises(ValueError, match=r"lr_mults: pattern '\(conv' is not a valid regular"):
+    train.make_optimizer("sgd", 0.1, lr_mults=(("(conv", 2.),))
+  for bad in (-1., float("nan"), float("inf"), True, "2"):
+    with pytest.raises(ValueError, match="wd_mults: the multiplier of pattern 'bias'"):
+      train.make_optimizer("sgd", 0.1, wd_mults=(("bias", bad),))
+  with pytest.raises(ValueError, match="pairs"):
+    train.make_optimizer("sgd", 0.1, lr_mults="bias")
+  with pytest.raises(ValueError, match="pair"):
+    train.make_optimizer("sgd", 0.1, lr_mults=(("bias", 2., 0.),))
+  # A pattern that matches nothing (a typo) fails at init, naming it and the paths; also
+  # wd_mults with weight_decay 0.
+  for kwargs, name in [(dict(lr_mults=((r"score/biass", 2.),)), "lr_mults"),
+                       (dict(wd_mults=((r"^score", 0.),)), "wd_mults"),
+                       (dict(wd_mults=((r"^score", 0.),), weight_decay=0.1), "wd_mults")]:
+    opt = train.make_optimizer("sgd", 0.1, **kwargs)
+    with pytest.raises(ValueError, match=rf"{name} pattern .* matches no parameter.*"
+                                         r"encoder/conv/bias, encoder/conv/kernel"):
+      opt.init(params)
+  assert train.param_paths(params) == ["encoder/conv/bias", "encoder/conv/kernel",
+                                       "head/score/bias", "head/score/kernel"]
+
+
 def test_schedules():
   cosine = train.make_schedule(1.0, "cosine", total_steps=10, warmup_steps=2)
   for step, expected in [(0, 0.), (1, 0.5), (2, 1.), (6, 0.5 * (1 + math.cos(math.pi * 4 / 8))),
@@ -216,6 +333,80 @@ def test_bfloat16_compute_trains_float32_params():
   state, m = step(state, train.shard_batch({"image": x, "label": y}, mesh))
   assert np.isfinite(float(m["loss"]))
   assert all(p.dtype == jnp.float32 for p in jax.tree.leaves(state.params))
+
+
+def _void_segmentation_batch(num_images=16, size=8, seed=0):
+  """Images whose labels hold different numbers of void pixels; images 5 and 6 all void."""
+  rs = np.random.RandomState(seed)
+  image = rs.standard_normal((num_images, size, size, 3)).astype(np.float32)
+  label = rs.randint(0, 3, (num_images, size, size)).astype(np.int32)
+  label[rs.rand(num_images, size, size) < rs.uniform(0, 0.9, (num_images, 1, 1))] = 255
+  label[5:7] = 255
+  return {"image": image, "label": label}
+
+
+@pytest.mark.parametrize("reduction", train.REDUCTIONS)
+def test_microbatches_give_the_whole_batch_update(reduction):
+  """Gradient accumulation = the whole batch's step, for every reduction, 1 and 4 devices."""
+  model = models.get("fcn_small", 3, width=0.25)  # no dropout
+  opt = train.make_optimizer("sgd", 0.5, momentum=0.9)  # SGD: update scale = gradient scale
+  loss_fn = train.make_loss_fn("softmax_cross_entropy", 3, reduction=reduction)
+  batches = [_void_segmentation_batch(seed=s) for s in (0, 1)]
+  init = train.create_train_state(model, opt, 0, batches[0])
+  whole = jax.jit(functools.partial(train.train_step, model=model, optimizer=opt,
+                                    loss_fn=loss_fn, axis_name=None))
+  state, want = init, []
+  for b in batches:
+    state, m = whole(state, b)
+    want.append((float(m["loss"]), int(m["num_valid"])))
+  for num_devices, microbatches in [(1, 4), (4, 2)]:
+    mesh = train.make_mesh(jax.devices()[:num_devices])
+    step = train.make_train_step(model, opt, loss_fn, mesh, donate=False,
+                                 microbatches=microbatches)
+    got = train.replicate(init, mesh)
+    for b, (loss, num_valid) in zip(batches, want):
+      got, m = step(got, train.shard_batch(b, mesh))
+      assert float(m["loss"]) == pytest.approx(loss, rel=1e-5)
+      assert int(m["num_valid"]) == num_valid
+    jax.tree.map(functools.partial(np.testing.assert_allclose, rtol=1e-4, atol=1e-6),
+                 train.to_host(got.params), train.to_host(state.params))
+
+
+def test_microbatches_errors_name_the_sizes(tmp_path):
+  model = models.get("mlp", 3)
+  opt = train.make_optimizer()
+  x, y = _moons(24, 0)
+  mesh = train.make_mesh()
+  state = train.create_train_state(model, opt, 0, x, mesh=mesh)
+  loss_fn = train.make_loss_fn("softmax_cross_entropy", 3)
+  step = train.make_train_step(model, opt, loss_fn, mesh, microbatches=4)
+  with pytest.raises(ValueError, match=r"per-device batch size 6 \(global batch 24 over 4 "
+                                       r"devices\) is not divisible by microbatches=4"):
+    step(state, {"image": x, "label": y})
+  with pytest.raises(ValueError, match="per-device batch size 6 is not divisible by "
+                                       "microbatches=4"):
+    jax.eval_shape(functools.partial(train.train_step, model=model, optimizer=opt,
+                                     loss_fn=loss_fn, axis_name=None, microbatches=4),
+                   state, {"image": x[:6], "label": y[:6]})
+  for bad in (0, -2, 1.5, True):
+    with pytest.raises(ValueError, match="microbatches must be a positive int"):
+      train.make_train_step(model, opt, loss_fn, mesh, microbatches=bad)
+  with pytest.raises(ValueError, match="class_balanced"):
+    train.make_train_step(model, opt, train.make_loss_fn("softmax_cross_entropy", 3,
+                                                         class_balanced=True),
+                          mesh, microbatches=2)
+  with pytest.raises(ValueError, match="nnpu_risk"):
+    train.make_train_step(models.get("mlp", 1), opt, train.make_loss_fn("nnpu_risk", 1,
+                                                                        prior=0.3),
+                          mesh, microbatches=2)
+  with pytest.raises(ValueError, match="normaliser"):
+    train.make_train_step(model, opt, lambda logits, batch, axis_name: (0., 0), mesh,
+                          microbatches=2)
+  # fit passes microbatches through
+  with pytest.raises(ValueError, match="not divisible by microbatches=4"):
+    train.fit(state, model=model, optimizer=opt, loss_fn=loss_fn,
+              train_iter_fn=_moons_iter_fn(x, y, 24), num_steps=1, mesh=mesh,
+              microbatches=4)
 
 
 def test_default_compiler_options_per_platform():

@@ -19,7 +19,7 @@ eq. 7, ClassWeighted and BootstrapHard's first stage), `bootstrap_beta` and
 
 from ml_collections import config_dict
 
-from jaxpu import configs as common
+from experiments.configs import common
 
 
 def get_config(arg=None):

@@ -13,7 +13,7 @@ labelled-vs-unlabelled logistic regression), `l2` (its ridge λ),
 `bbe_delta`, `bbe_gamma` (δ, γ of BBE).
 """
 
-from jaxpu import configs as common
+from experiments.configs import common
 
 
 def get_config(arg=None):

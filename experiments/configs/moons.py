@@ -16,7 +16,7 @@ full-batch setting (the MLP has 67 parameters), `paper` only trains longer.
 
 from ml_collections import config_dict
 
-from jaxpu import configs as common
+from experiments.configs import common
 
 
 def get_config(arg=None):

@@ -2,7 +2,7 @@
 
 from ml_collections import config_dict
 
-from jaxpu import configs as common
+from experiments.configs import common
 
 
 def get_config(arg=None):

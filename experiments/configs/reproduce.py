@@ -9,14 +9,21 @@ r"""Config of `experiments.reproduce`: every experiment's own config, under one 
 
 Fields: `seed` and `repeats` (shared by every experiment: changing them here
 changes them there), `folds` (of the transfer tables), `only` (a subset of
-the experiments; empty: all), `output` (the report) and `figures_dir` (its
-PNGs, relative to the report), and one sub-config per experiment, with that
-experiment's own fields (`experiments/configs/<name>.py`).
+the experiments; empty: all), `output` (the report; empty, the default:
+WORKDIR/REPRODUCTION.md) and `figures_dir` (its PNGs, relative to the
+report), and one sub-config per experiment, with that experiment's own fields
+(`experiments/configs/<name>.py`).
+
+The report goes to the workdir unless `output` is set: writing the
+repository's committed `REPRODUCTION.md` (and `reproduction/*.png`) is an
+explicit act, from the checkout's root:
+
+  python -m experiments.reproduce --workdir=runs/reproduce --config.output=REPRODUCTION.md
 """
 
 from ml_collections import config_dict
 
-from jaxpu import configs as common
+from experiments.configs import common
 
 EXPERIMENTS = ("loss_curves", "moons", "cifar_pu", "binary_segmentation", "transfer",
                "segmentation_errors", "saturation", "class_prior")
@@ -30,7 +37,7 @@ def get_config(arg=None):
   config.repeats = 1 if scale == "smoke" else 3
   config.folds = (1,)
   config.only = ()
-  config.output = "REPRODUCTION.md"
+  config.output = ""  # "": WORKDIR/REPRODUCTION.md; else this path (relative to the cwd)
   config.figures_dir = "reproduction"
   for name in EXPERIMENTS:
     sub = common.sibling(__file__, name).get_config(scale)

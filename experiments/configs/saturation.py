@@ -25,7 +25,7 @@ Both grids contain α = β = γ = 1, the class-dependent sigmoid loss of eq. 8.
 
 from ml_collections import config_dict
 
-from jaxpu import configs as common
+from experiments.configs import common
 
 
 def get_config(arg=None):

@@ -19,7 +19,7 @@ the experiment); `class_weighted_negative_weight` (β of eq. 6);
 
 from ml_collections import config_dict
 
-from jaxpu import configs as common
+from experiments.configs import common
 
 
 def get_config(arg=None):

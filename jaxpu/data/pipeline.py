@@ -2,9 +2,9 @@
 
 Entry points (re-exported by `jaxpu.data`):
 
-    data = make_segmentation_data("synthetic", batch_size=32, fold=1, phase="pretrain",
-                                  task="binary", corruption="unsegment_objects:0.5",
-                                  noise_seed=0, seed=0)
+    data = make_segmentation_data(SegmentationSpec(
+        "synthetic", batch_size=32, fold=1, phase="pretrain", task="binary",
+        corruption="unsegment_objects:0.5", noise_seed=0, seed=0))
     state, history = jaxpu.train.fit(..., train_iter_fn=data.train_iter, ...)
     cm = jaxpu.train.evaluate(eval_fn, state.params, data.eval_iter())
 
@@ -12,7 +12,7 @@ Entry points (re-exported by `jaxpu.data`):
 
 Both return a `Data`: `train_iter(start_step=0)` (endless) and `eval_iter()`
 (one pass) yield dicts `{"image", "label"}` (plus `"true_label"` with
-`with_true_label=True`) of device-sharded global `jax.Array`s (batch axis on
+`with_true_label`) of device-sharded global `jax.Array`s (batch axis on
 the mesh axis "batch", `jaxpu.parallel.shard_batch`), or NumPy with
 `as_numpy=True`; and metadata: `num_classes` (label values, background
 included: 2 for a binary task, whose model has 1 output), `class_names`,
@@ -64,8 +64,9 @@ by `seed`.
 from __future__ import annotations
 
 import collections
+import dataclasses
 import math
-from typing import Callable, Sequence
+from typing import Any, Callable, Optional, Sequence
 
 import jax
 import numpy as np
@@ -80,7 +81,7 @@ from jaxpu.data.batching import PREPROCESSINGS
 from jaxpu.data.batching import Data
 from jaxpu.data.batching import check_preprocessing
 
-SEGMENTATION_DATASETS = ("synthetic", "voc")
+SEGMENTATION_DATASETS = ("synthetic", "voc", "folder")
 CLASSIFICATION_DATASETS = ("synthetic", "cifar", "digits", "moons")
 SEGMENTATION_CORRUPTIONS = ("unsegment_objects", "mislabel_objects",
                             "false_positive_objects") + noise.SEGMENTATION_ERRORS
@@ -244,21 +245,11 @@ def _shard():
   return jax.process_index(), jax.process_count()
 
 
-def make_segmentation_data(
-    name: str = "synthetic", *, batch_size: int, task: str = "multiclass",
-    fold: int | None = None, phase: str = "pretrain", fold_handling: str = "exclude",
-    corruption=None, noise_seed: int = 0, seed: int = 0, subsample: float | None = None,
-    target: int | None = None, grouping_seed: int = 0, augment: bool = False,
-    single_object: bool | None = None,
-    downsample: int | None = None, image_size: int | None = None, config=None,
-    train_split: str | None = None, eval_split: str | None = None,
-    eval_batch_size: int | None = None, with_true_label: bool = False,
-    data_dir: str | None = None, manual_dir: str | None = None, mesh=None,
-    as_numpy: bool = False, preprocessing: str = "standardize",
-    corrupt_eval: bool = False) -> Data:
-  """Training and evaluation data of a segmentation experiment.
+@dataclasses.dataclass(frozen=True)
+class SegmentationSpec:
+  """Everything that makes a segmentation `Data`, as one value (`make_segmentation_data`).
 
-  Args:
+  Attributes:
     name: "synthetic" (embedded, default) or "voc" (VOC2011 + SBD).
     batch_size: global batch size, a multiple of the mesh's device count.
     task: label space, see the module docstring (`TASKS`).
@@ -290,8 +281,6 @@ def make_segmentation_data(
     with_true_label: also deliver the uncorrupted label as "true_label".
     data_dir: TFDS data dir (default `$JAXPU_DATA_DIR` or ~/tensorflow_datasets).
     manual_dir: voc: the folder with the downloaded archives.
-    mesh: device mesh (default `jaxpu.parallel.make_mesh()`).
-    as_numpy: deliver NumPy dicts instead of global device arrays.
     preprocessing: "standardize" (default): `(image/255 - mean) / std` per RGB
       channel with the dataset's mean/std (voc: ImageNet's); "caffe": the FCN
       reference's Caffe input, channels reversed to BGR, float 0-255, minus
@@ -304,6 +293,63 @@ def make_segmentation_data(
       for estimating a class prior from a model that never saw those images
       (`jaxpu.priors`). With `with_true_label` its batches then carry both.
   """
+  name: str = "synthetic"
+  batch_size: int = 32
+  task: str = "multiclass"
+  fold: Optional[int] = None
+  phase: str = "pretrain"
+  fold_handling: str = "exclude"
+  corruption: Optional[str] = None
+  noise_seed: int = 0
+  seed: int = 0
+  subsample: Optional[float] = None
+  target: Optional[int] = None
+  grouping_seed: int = 0
+  augment: bool = False
+  single_object: Optional[bool] = None
+  downsample: Optional[int] = None
+  image_size: Optional[int] = None
+  config: Any = None
+  train_split: Optional[str] = None
+  eval_split: Optional[str] = None
+  eval_batch_size: Optional[int] = None
+  with_true_label: bool = False
+  data_dir: Optional[str] = None
+  manual_dir: Optional[str] = None
+  directory: Optional[str] = None
+  preprocessing: str = "standardize"
+  corrupt_eval: bool = False
+
+  def replace(self, **changes) -> "SegmentationSpec":
+    return dataclasses.replace(self, **changes)
+
+  def identity(self) -> dict[str, Any]:
+    """The fields that select or change the examples (not where the files are), JSON-ready."""
+    out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
+           if f.name not in ("data_dir", "manual_dir", "directory")}
+    if out["config"] is not None:
+      out["config"] = getattr(out["config"], "name", str(out["config"]))
+    return out
+
+
+def make_segmentation_data(spec: SegmentationSpec, *, mesh=None, as_numpy: bool = False) -> Data:
+  """Training and evaluation data of a segmentation experiment.
+
+  Args:
+    spec: what to read and how (`SegmentationSpec`: dataset, task, fold and
+      phase, corruption and seeds, sizes, preprocessing, file locations).
+    mesh: device mesh (default `jaxpu.parallel.make_mesh()`).
+    as_numpy: deliver NumPy dicts instead of global device arrays.
+  """
+  if not isinstance(spec, SegmentationSpec):
+    raise TypeError(f"make_segmentation_data takes a SegmentationSpec, got {spec!r}; e.g. "
+                    "make_segmentation_data(SegmentationSpec('synthetic', batch_size=32)).")
+  (name, batch_size, task, fold, phase, corruption, noise_seed, seed, subsample, target,
+   single_object, downsample, image_size, config, train_split, eval_split,
+   preprocessing) = (spec.name, spec.batch_size, spec.task, spec.fold, spec.phase,
+                     spec.corruption, spec.noise_seed, spec.seed, spec.subsample,
+                     spec.target, spec.single_object, spec.downsample, spec.image_size,
+                     spec.config, spec.train_split, spec.eval_split, spec.preprocessing)
   if name not in SEGMENTATION_DATASETS:
     raise ValueError(f"Unknown segmentation dataset {name!r}; choose one of "
                      f"{list(SEGMENTATION_DATASETS)}.")
@@ -316,12 +362,29 @@ def make_segmentation_data(
   check_preprocessing(preprocessing)
   mesh = parallel.make_mesh() if mesh is None else mesh
   corruption = parse_corruption(corruption, SEGMENTATION_CORRUPTIONS)
-  selected = selected_classes(fold, phase)
+  fingerprint = None
+  if name == "folder":
+    from jaxpu.data import folder  # pylint: disable=g-import-not-at-top
+    if not spec.directory:
+      raise ValueError("The folder dataset needs its directory: SegmentationSpec(directory=...) "
+                       "(--config.data.directory=DIR).")
+    summary = folder.summary(spec.directory, spec.data_dir)
+    fingerprint = summary.config_name
+    if fold is not None or task in ("categories",):
+      raise ValueError(f"The folder dataset has no VOC folds or super-categories (got fold="
+                       f"{fold!r}, task={task!r}); use fold=None and task multiclass, binary, "
+                       "random_categories:K or target (with target=<class id>).")
+    if task == "target" and target is None:
+      raise ValueError("task='target' on the folder dataset needs target=<class id> "
+                       f"(1..{summary.num_classes - 1}).")
+    selected, names = tuple(range(1, summary.num_classes)), summary.class_names
+  else:
+    selected = selected_classes(fold, phase)
+    names = classes.class_names(name)
   if target is None:
     target = classes.false_positive_target(fold)
-  names = classes.class_names(name)
   mapping, class_names = task_mapping(
-      task, selected, names, grouping_seed=grouping_seed, target=target,
+      task, selected, names, grouping_seed=spec.grouping_seed, target=target,
       supercategory_names=(classes.SUPERCATEGORIES if name == "voc"
                            else classes.SYNTHETIC_SUPERCATEGORIES))
   if name == "voc":
@@ -333,8 +396,20 @@ def make_segmentation_data(
 
     def load(split):
       from jaxpu.data import voc
-      return voc.segmentation_examples(split, data_dir=data_dir, manual_dir=manual_dir,
+      return voc.segmentation_examples(split, data_dir=spec.data_dir,
+                                       manual_dir=spec.manual_dir,
                                        shard=_shard())
+  elif name == "folder":
+    single_object = bool(single_object)
+    downsample = downsample or 1
+    image_size = image_size or folder.default_image_size(summary, downsample)
+    mean, std = tuple(summary.mean), tuple(summary.std)
+    train_split = train_split or "train"
+    eval_split = eval_split or ("val" if "val" in summary.splits else "test")
+
+    def load(split):
+      return folder.segmentation_examples(split, directory=spec.directory,
+                                          data_dir=spec.data_dir, shard=_shard())
   else:
     single_object = bool(single_object)
     downsample = downsample or 1
@@ -346,14 +421,14 @@ def make_segmentation_data(
     train_split, eval_split = train_split or "train", eval_split or "test"
 
     def load(split):
-      return synthetic.segmentation_examples(split, config=config, data_dir=data_dir,
+      return synthetic.segmentation_examples(split, config=config, data_dir=spec.data_dir,
                                              shard=_shard())
   if preprocessing == "caffe":
     mean, std = CAFFE_MEAN_BGR, (1., 1., 1.)
     fill = np.round(np.asarray(mean)[::-1])
   else:
     fill = np.round(np.asarray(mean) * 255)
-  keep_fold = (noise.fold_filter(phase, fold, fold_handling) if fold is not None else None)
+  keep_fold = (noise.fold_filter(phase, fold, spec.fold_handling) if fold is not None else None)
   table = noise.lookup_table(mapping)
   corrupt = _segmentation_corruption(corruption, noise_seed, selected, target)
 
@@ -368,19 +443,21 @@ def make_segmentation_data(
       ds = ds.filter(keep_fold)
     if train and subsample is not None:
       ds = ds.filter(lambda ex: noise.subsample(ex, subsample, noise_seed))
-    if with_true_label:
+    if spec.with_true_label:
       ds = ds.map(lambda ex: {**ex, "true_label": ex["label"]})
-    if (train or corrupt_eval) and corrupt is not None:
+    if (train or spec.corrupt_eval) and corrupt is not None:
       ds = ds.map(corrupt, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     ds = ds.map(lambda ex: _keep(noise.relabel(ex, table), ("id", "image", "label", "true_label")),
                 num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     return _materialise(ds)
 
-  return Data(name=name, task=task, kind="segmentation", class_names=class_names,
+  data = Data(name=name, task=task, kind="segmentation", class_names=class_names,
               train=prepare(train_split, True), evaluation=prepare(eval_split, False),
-              batch_size=batch_size, eval_batch_size=eval_batch_size or batch_size, seed=seed,
-              augment=augment, mean=mean, std=std, mesh=mesh, as_numpy=as_numpy,
+              batch_size=batch_size, eval_batch_size=spec.eval_batch_size or batch_size,
+              seed=seed, augment=spec.augment, mean=mean, std=std, mesh=mesh, as_numpy=as_numpy,
               preprocessing=preprocessing)
+  data.fingerprint = fingerprint  # the folder dataset's content digest (None otherwise)
+  return data
 
 
 def _segmentation_corruption(corruption, noise_seed, selected, target) -> Callable | None:

@@ -35,9 +35,7 @@ file lock, so concurrent first uses build it once. The data dir defaults to
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import fcntl
 import io
 import os
 
@@ -45,6 +43,7 @@ import numpy as np
 import PIL.Image
 import tensorflow_datasets as tfds
 
+from jaxpu import fileio
 from jaxpu.data._tf import tf  # hides the GPUs from TensorFlow before any TF work
 from jaxpu.data import classes
 from jaxpu.data import synthetic_draw
@@ -221,17 +220,6 @@ def host_split(split: str, shard: tuple[int, int]) -> str:
   return split if count == 1 else tfds.even_splits(split, count)[index]
 
 
-@contextlib.contextmanager
-def _file_lock(path: str):
-  os.makedirs(os.path.dirname(path), exist_ok=True)
-  with open(path, "w") as f:
-    fcntl.flock(f, fcntl.LOCK_EX)
-    try:
-      yield
-    finally:
-      fcntl.flock(f, fcntl.LOCK_UN)
-
-
 def load(config: str | SyntheticConfig = "single", data_dir: str | None = None
          ) -> tfds.core.DatasetBuilder:
   """The prepared builder of `config`, built into `data_dir` on first use."""
@@ -239,7 +227,7 @@ def load(config: str | SyntheticConfig = "single", data_dir: str | None = None
   data_dir = data_dir or default_data_dir()
   builder = JaxpuSynthetic(config=config, data_dir=data_dir)
   if not builder.is_prepared():
-    with _file_lock(os.path.join(data_dir, "jaxpu_synthetic", f".{config.name}.lock")):
+    with fileio.file_lock(os.path.join(data_dir, "jaxpu_synthetic", f".{config.name}.lock")):
       builder = JaxpuSynthetic(config=config, data_dir=data_dir)
       if not builder.is_prepared():
         builder.download_and_prepare(

@@ -23,16 +23,20 @@ options (`jaxpu.data.make_segmentation_data(..., single_object=True,
 downsample=4)`).
 
 Archives are extracted into `<data_dir>/downloads/extracted/` by
-`safe_extract`, which refuses any member that would land outside it
-(absolute paths, `..`, links pointing out), extracts into a temporary folder
-renamed into place only once the whole archive was read without error, and
-records the archive's size and modification time there: an archive replaced
-in the manual directory (e.g. re-downloaded after a damaged one) is extracted
-again. A truncated or corrupt archive raises `DamagedArchiveError` naming it.
+`safe_extract`, which refuses, before writing anything, an archive with a
+member that would land outside it (absolute path, `..`) or that is a link
+(symbolic or hard), device or fifo: the official archives hold only files
+and folders, so such an archive is not one of them. It extracts into a
+temporary folder renamed into place only once the whole archive was read
+without error, and records the archive's size and modification time there:
+an archive replaced in the manual directory (e.g. re-downloaded after a
+damaged one) is extracted again. Folders are located without following
+links. A truncated or corrupt archive raises `DamagedArchiveError` naming it.
 """
 
 from __future__ import annotations
 
+import collections
 import gzip
 import json
 import os
@@ -45,6 +49,7 @@ import numpy as np
 from jaxpu.data._tf import tf  # hides the GPUs from TensorFlow before any TF work
 import tensorflow_datasets as tfds
 
+from jaxpu import fileio
 from jaxpu.data import classes
 
 VOC_ARCHIVE = "VOCtrainval_25-May-2011.tar"
@@ -84,26 +89,39 @@ class DamagedArchiveError(ValueError):
   """An archive that is truncated or corrupt (e.g. an interrupted download)."""
 
 
+def _kind(member: tarfile.TarInfo) -> str:
+  """What a member that is neither a file nor a folder is, in words."""
+  if member.issym():
+    return f"a symbolic link (to {member.linkname!r})"
+  if member.islnk():
+    return f"a hard link (to {member.linkname!r})"
+  if member.ischr() or member.isblk():
+    return "a device"
+  if member.isfifo():
+    return "a fifo"
+  return f"of tar type {member.type!r} (neither a file nor a folder)"
+
+
 def _check_member(member: tarfile.TarInfo, archive: str) -> None:
+  """Refuses a member that is not a plain file or folder with a relative path inside.
+
+  The official VOC2011 and SBD archives hold only files and folders, so any
+  link (symbolic or hard), device or fifo means the archive is another one;
+  it is refused outright rather than judged: a link's target read as text
+  says nothing of where it leads once earlier links are on disk.
+  """
   name = member.name
   parts = name.replace("\\", "/").split("/")
   if os.path.isabs(name) or name.startswith(("/", "\\")) or ".." in parts:
     raise UnsafeArchiveError(
         f"Refusing to extract {archive}: member {name!r} would be written outside the "
-        "target directory (absolute path or '..'). Use the official archive.")
-  if member.issym() or member.islnk():
-    target = member.linkname.replace("\\", "/")
-    # A symbolic link is relative to its folder, a hard link to the archive's root.
-    base = os.path.dirname(name) if member.issym() else ""
-    resolved = os.path.normpath(os.path.join(base, target)).replace("\\", "/")
-    if (os.path.isabs(target) or target.startswith(("/", "\\")) or resolved == ".."
-        or resolved.startswith("../")):
-      raise UnsafeArchiveError(
-          f"Refusing to extract {archive}: link {name!r} points outside the target "
-          f"directory ({member.linkname!r}).")
-  if not (member.isfile() or member.isdir() or member.issym() or member.islnk()):
+        "target directory (absolute path or '..'); it is not an official VOC2011 or SBD "
+        "archive. Use the official archive.")
+  if not (member.isfile() or member.isdir()):
     raise UnsafeArchiveError(
-        f"Refusing to extract {archive}: member {name!r} is a device or fifo.")
+        f"Refusing to extract {archive}: member {name!r} is {_kind(member)}; the official "
+        "archives hold only files and folders, so this is not an official VOC2011 or SBD "
+        "archive. Nothing was extracted from it; put the official archive there instead.")
 
 
 def _archive_identity(archive: str) -> dict:
@@ -143,25 +161,37 @@ def _read_to_end(tar: tarfile.TarFile, archive: str) -> None:
     pass
 
 
-def safe_extract(archive: str, destination: str) -> str:
-  """Extracts a tar/tgz archive into `destination`, refusing escaping members.
+def _remove(path: str) -> None:
+  """Removes the file, link or folder `path` if there is one (a link, not what it leads to)."""
+  if os.path.islink(path) or os.path.isfile(path):
+    os.remove(path)
+  else:
+    shutil.rmtree(path, ignore_errors=True)
 
-  Every member is checked before anything is written; a member with an
-  absolute path, a `..` component, or a link leading out raises
-  `UnsafeArchiveError` naming it. The archive is extracted into a temporary
-  folder next to `destination`, which replaces `destination` only once the
-  whole archive, including its end-of-archive marker (and, compressed, its
-  checksum), was read; the archive's size and modification time are recorded
-  in it (`EXTRACTION_STAMP`). Returns `destination`.
+
+def safe_extract(archive: str, destination: str) -> str:
+  """Extracts a tar/tgz archive of files and folders into `destination`.
+
+  Every member is checked before anything is written (`_check_member`): a
+  member with an absolute path or a `..` component, and any link (symbolic
+  or hard), device or fifo, none of which the official archives hold, raises
+  `UnsafeArchiveError` naming it and saying the archive is not an official
+  one; this does not rely on tarfile's `filter=` (used too where it exists).
+  The archive is extracted into a temporary folder next to `destination`,
+  which replaces `destination` only once the whole archive, including its
+  end-of-archive marker (and, compressed, its checksum), was read; the
+  archive's size and modification time are recorded in it
+  (`EXTRACTION_STAMP`). Returns `destination`.
 
   Raises:
     DamagedArchiveError: the archive is truncated or corrupt; the message
       names it and says to download it again. Nothing is left behind.
-    UnsafeArchiveError: a member would be written outside `destination`.
+    UnsafeArchiveError: a member is a link, device or fifo, or would be
+      written outside `destination`. Nothing is written.
   """
   identity = _archive_identity(archive)
   partial = destination + ".partial"
-  shutil.rmtree(partial, ignore_errors=True)
+  _remove(partial)
   try:
     with tarfile.open(archive) as tar:
       members = tar.getmembers()
@@ -169,20 +199,17 @@ def safe_extract(archive: str, destination: str) -> str:
         _check_member(member, archive)
       if _HAS_DATA_FILTER:
         tar.extractall(partial, members=members, filter="data")
-      else:  # the checks above refuse what the filter would; drop modes and owners too
+      else:  # the checks above refuse more than the filter would; drop modes and owners too
         tar.extractall(partial, members=[_sanitised(m) for m in members])
       _read_to_end(tar, archive)
-    with open(os.path.join(partial, EXTRACTION_STAMP), "w") as f:
-      json.dump(identity, f)
+    fileio.write_json(os.path.join(partial, EXTRACTION_STAMP), identity, indent=None)
   except (tarfile.TarError, EOFError, zlib.error, gzip.BadGzipFile) as e:
-    shutil.rmtree(partial, ignore_errors=True)
-    if isinstance(e, (UnsafeArchiveError, DamagedArchiveError)):
-      raise
+    _remove(partial)
     raise _damaged(archive, f"{type(e).__name__}: {e}".replace("\n", " ")) from e
   except BaseException:
-    shutil.rmtree(partial, ignore_errors=True)
+    _remove(partial)
     raise
-  shutil.rmtree(destination, ignore_errors=True)
+  _remove(destination)
   os.replace(partial, destination)
   return destination
 
@@ -197,19 +224,32 @@ def _is_extraction_of(destination: str, archive: str) -> bool:
 
 
 def _find_dir(base: str, required: tuple[str, ...]) -> str | None:
-  """The first folder under `base` (breadth-first) holding every `required` path."""
+  """The first folder under `base` (breadth-first) holding every `required` path.
+
+  Links to folders below `base` are not followed (`base` itself may be one),
+  and each folder is visited once, so a link loop (`a → .`) cannot make the
+  search run forever.
+  """
   if not os.path.isdir(base):
     return None
-  queue = [base]
+  queue, seen = collections.deque([base]), set()
   while queue:
-    folder = queue.pop(0)
+    folder = queue.popleft()
+    try:
+      stat = os.stat(folder)
+    except OSError:
+      continue
+    if (stat.st_dev, stat.st_ino) in seen:  # e.g. a bind mount of a parent
+      continue
+    seen.add((stat.st_dev, stat.st_ino))
     if all(os.path.exists(os.path.join(folder, r)) for r in required):
       return folder
     try:
-      queue.extend(sorted(os.path.join(folder, d) for d in os.listdir(folder)
-                          if os.path.isdir(os.path.join(folder, d))))
+      with os.scandir(folder) as entries:
+        children = sorted(e.path for e in entries if e.is_dir(follow_symlinks=False))
     except OSError:
       continue
+    queue.extend(children)
   return None
 
 
@@ -221,7 +261,9 @@ _SBD_REQUIRED = ("cls", "inst", "train.txt", "val.txt")
 
 def _missing_files_error(manual_dir: str, what: str) -> FileNotFoundError:
   return FileNotFoundError(
-      f"{what} not found in the manual directory {manual_dir!r}.\n" + MANUAL_DOWNLOAD_INSTRUCTIONS)
+      f"{what} not found in the manual directory {manual_dir!r} (links to folders in it are "
+      "not followed: put the folders or archives themselves there).\n"
+      + MANUAL_DOWNLOAD_INSTRUCTIONS)
 
 
 def locate(manual_dir: str, extract_dir: str) -> tuple[str, str, str | None]:

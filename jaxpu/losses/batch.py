@@ -6,7 +6,8 @@ from typing import Optional
 import jax
 import jax.numpy as jnp
 
-from jaxpu.losses import _checks
+from jaxpu.losses import checks
+from jaxpu.losses import common
 
 Array = jax.Array
 ArrayLike = jax.typing.ArrayLike
@@ -15,7 +16,7 @@ ArrayLike = jax.typing.ArrayLike
 @functools.partial(jax.jit, static_argnums=1)
 def _class_balanced_weights(labels, num_classes: int, where) -> Array:
   """w_c = N / (K n_c) for the K classes present, 0 for the others."""
-  use = (_checks.valid_mask(where, labels.shape) & (labels >= 0)
+  use = (common.valid_mask(where, labels.shape) & (labels >= 0)
          & (labels < num_classes))
   index = jnp.where(use, labels, num_classes).ravel()
   counts = jnp.bincount(index, length=num_classes + 1)[:num_classes]
@@ -56,8 +57,8 @@ def class_balanced_weights(labels: ArrayLike, num_classes: int,
   if not jnp.issubdtype(labels.dtype, jnp.integer):
     raise TypeError(f"{name}: labels must be integers, got dtype "
                     f"{labels.dtype}.")
-  _checks.check_where_shape(name, labels.shape, where)
-  _checks.check_labels(name, labels, where, num_classes)
+  checks.check_where_shape(name, labels.shape, where)
+  checks.check_labels(name, labels, where, num_classes)
   return _class_balanced_weights(labels, int(num_classes), where)
 
 
@@ -69,17 +70,19 @@ def masked_mean(values: ArrayLike, where: Optional[ArrayLike] = None) -> Array:
 
   so it is 0 (not NaN) when nothing is valid, and masked-out values (even
   NaN) get an exactly zero gradient. ``where=None`` is the plain mean.
-  ``where`` must broadcast to the values' shape (ValueError if it would
-  enlarge it: (N, 1) against (N,) would average an (N, N) array).
+  ``where`` must have the values' shape (ValueError otherwise, naming both:
+  a mask of another shape would silently broadcast, (N, 1) against (N,)
+  averaging an (N, N) array).
   """
   values = jnp.asarray(values)
   if where is None:
     return jnp.mean(values)
-  shape = jnp.broadcast_shapes(values.shape, jnp.shape(where))
-  if shape != values.shape:
-    raise ValueError(f"masked_mean: where of shape {jnp.shape(where)} does not "
-                     f"broadcast to the values' shape {values.shape}.")
-  where = jnp.broadcast_to(jnp.asarray(where, dtype=bool), shape)
+  checks.assert_shape(
+      where, values.shape,
+      f"masked_mean: where of shape {jnp.shape(where)} must have the values' "
+      f"shape {values.shape}." + checks.squeeze_hint(
+          ("where", "values"), (jnp.shape(where), values.shape)))
+  where = jnp.asarray(where, dtype=bool)
   total = jnp.sum(jnp.where(where, values, 0))
   count = jnp.maximum(1, jnp.sum(where))
   return total / count.astype(total.dtype)

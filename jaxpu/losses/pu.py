@@ -3,18 +3,20 @@
 The unbiased PU risk of du Plessis et al. (2014/2015) and the non-negative
 one of Kiryo et al. (2017) that the thesis cites, for one logit per element
 (labels 1 = labeled positive, 0 = unlabeled) and for softmax logits with K
-relevant classes and one non-relevant class (§5.1.2). Each returns a scalar.
+relevant classes and one non-relevant class (§5.1.2). Each returns a scalar;
+its parameters (prior, β, γ) must be scalars. The risks share the partial
+risks (:func:`partial_risks`) and nnPU's value-and-gradient rule
+(:func:`nnpu_objective`).
 """
 
-import functools
 from typing import Optional
 
 import jax
 import jax.numpy as jnp
 
-from jaxpu.losses import _checks
-from jaxpu.losses.binary import _sigmoid_parts
-from jaxpu.losses.multiclass import _take
+from jaxpu.losses import checks
+from jaxpu.losses import common
+from jaxpu.losses.common import sigmoid_parts
 
 Array = jax.Array
 ArrayLike = jax.typing.ArrayLike
@@ -25,10 +27,17 @@ PU_SURROGATES = {"sigmoid": lambda z: jax.nn.sigmoid(-z),
                  "logistic": lambda z: jax.nn.softplus(-z)}
 
 
-def _surrogate_pair(surrogate: str, f: Array) -> tuple[Array, Array]:
+def check_surrogate(name: str, surrogate: str) -> None:
+  """``surrogate`` must name one of ``PU_SURROGATES``."""
+  if surrogate not in PU_SURROGATES:
+    raise ValueError(f"{name}: surrogate must be one of "
+                     f"{sorted(PU_SURROGATES)}, got {surrogate!r}.")
+
+
+def surrogate_pair(surrogate: str, f: Array) -> tuple[Array, Array]:
   """(ℓ(f), ℓ(-f)) of ``PU_SURROGATES[surrogate]``, from one exp(-|f|)."""
   log_sigmoid, log_sigmoid_of_minus, sigmoid, sigmoid_of_minus = (
-      _sigmoid_parts(f))
+      sigmoid_parts(f))
   if surrogate == "sigmoid":
     return sigmoid_of_minus, sigmoid
   if surrogate == "logistic":  # softplus(-f) = -log σ(f)
@@ -37,7 +46,7 @@ def _surrogate_pair(surrogate: str, f: Array) -> tuple[Array, Array]:
   return loss(f), loss(-f)
 
 
-def _pu_partial_risks(logits, labels, where, surrogate="sigmoid"):
+def partial_risks(logits, labels, where, surrogate="sigmoid"):
   """Empirical partial risks with the surrogate ℓ (default sigmoid: σ(-z)).
 
   Returns (R_p^+, R_p^-, R_u^-, any_bad):
@@ -46,34 +55,20 @@ def _pu_partial_risks(logits, labels, where, surrogate="sigmoid"):
   over the labeled positives P (label 1) and unlabeled U (label 0) where
   `where` holds; any_bad flags unmasked out-of-range labels (jit only).
   """
-  f, positive, valid, in_range = _checks.binary_inputs(logits, labels, where)
-  unlabeled = valid & in_range & ~positive
+  x = common.binary_inputs(logits, labels, where)
+  f, positive = x.logits, x.positive
+  unlabeled = x.valid & x.in_range & ~positive
   n_p = jnp.maximum(1., jnp.sum(positive, dtype=f.dtype))
   n_u = jnp.maximum(1., jnp.sum(unlabeled, dtype=f.dtype))
-  loss_as_positive, loss_as_negative = _surrogate_pair(surrogate, f)
+  loss_as_positive, loss_as_negative = surrogate_pair(surrogate, f)
   r_p_plus = jnp.sum(jnp.where(positive, loss_as_positive, 0.)) / n_p
   r_p_minus = jnp.sum(jnp.where(positive, loss_as_negative, 0.)) / n_p
   r_u_minus = jnp.sum(jnp.where(unlabeled, loss_as_negative, 0.)) / n_u
-  any_bad = jnp.any(valid & ~in_range)
+  any_bad = jnp.any(x.valid & ~x.in_range)
   return r_p_plus, r_p_minus, r_u_minus, any_bad
 
 
-def _check_pu_params(name: str, prior, beta=None, gamma=None):
-  """π ∈ (0, 1), β ≥ 0, γ ≥ 0 (finite); see :func:`_checks.check_params`."""
-  return _checks.check_params(name, prior=(prior, _checks.OPEN_UNIT),
-                              beta=(beta, _checks.NONNEGATIVE),
-                              gamma=(gamma, _checks.NONNEGATIVE))
-
-
-@jax.jit
-def _upu_risk(logits, labels, prior, where):
-  """π R_p^+ + R_u^- - π R_p^-."""
-  r_p_plus, r_p_minus, r_u_minus, any_bad = _pu_partial_risks(logits, labels,
-                                                              where)
-  risk = prior * r_p_plus + r_u_minus - prior * r_p_minus
-  return jnp.where(any_bad, jnp.nan, risk)
-
-
+@checks.binary_risk(prior=checks.OPEN_UNIT)
 def upu_risk(logits: ArrayLike, labels: ArrayLike, prior: ArrayLike,
              where: Optional[ArrayLike] = None) -> Array:
   """Unbiased PU risk (du Plessis et al. 2014/2015), sigmoid surrogate.
@@ -83,19 +78,20 @@ def upu_risk(logits: ArrayLike, labels: ArrayLike, prior: ArrayLike,
   with ℓ(z) = σ(-z), R_p^± the mean of ℓ(±f) over the labeled positives
   (label 1), R_u^- the mean of ℓ(-f) over the unlabeled (label 0); the means
   divide by max(1, count) and skip elements where `where` is False. π =
-  ``prior`` ∈ (0, 1) is the positive class prior. Returns a scalar; it can be
-  negative (the overfitting nnPU corrects).
+  ``prior`` ∈ (0, 1), a scalar, is the positive class prior. Returns a
+  scalar; it can be negative (the overfitting nnPU corrects).
 
   Logits, labels and `where` share one shape. A concrete prior outside
   (0, 1) raises ValueError; a traced one (under jit) gives NaN, as do
   unmasked labels outside {0, 1} under jit.
   """
-  _checks.check_binary("upu_risk", logits, labels, where)
-  valid = _check_pu_params("upu_risk", prior)
-  return _checks.nan_unless(valid, _upu_risk(logits, labels, prior, where))
+  r_p_plus, r_p_minus, r_u_minus, any_bad = partial_risks(logits, labels,
+                                                          where)
+  risk = prior * r_p_plus + r_u_minus - prior * r_p_minus
+  return jnp.where(any_bad, jnp.nan, risk)
 
 
-def _nnpu_objective(r_p_plus, r_p_minus, r_u_minus, prior, beta, gamma):
+def nnpu_objective(r_p_plus, r_p_minus, r_u_minus, prior, beta, gamma):
   """The nnPU value with Kiryo et al.'s gradient (see :func:`nnpu_risk`).
 
   Value π R_p^+ + max(0, r) with r = R_u^- - π R_p^-; gradient that of
@@ -109,14 +105,8 @@ def _nnpu_objective(r_p_plus, r_p_minus, r_u_minus, prior, beta, gamma):
   return descent_objective + jax.lax.stop_gradient(value - descent_objective)
 
 
-@functools.partial(jax.jit, static_argnums=(6,))
-def _nnpu_risk(logits, labels, prior, beta, gamma, where, surrogate):
-  r_p_plus, r_p_minus, r_u_minus, any_bad = _pu_partial_risks(logits, labels,
-                                                              where, surrogate)
-  risk = _nnpu_objective(r_p_plus, r_p_minus, r_u_minus, prior, beta, gamma)
-  return jnp.where(any_bad, jnp.nan, risk)
-
-
+@checks.binary_risk(static=("surrogate",), prior=checks.OPEN_UNIT,
+                    beta=checks.NONNEGATIVE, gamma=checks.NONNEGATIVE)
 def nnpu_risk(logits: ArrayLike, labels: ArrayLike, prior: ArrayLike,
               beta: ArrayLike = 0., gamma: ArrayLike = 1.,
               where: Optional[ArrayLike] = None,
@@ -142,51 +132,25 @@ def nnpu_risk(logits: ArrayLike, labels: ArrayLike, prior: ArrayLike,
   the gradient is that of s. (Kiryo et al.'s own code reports π R_p^+ - β as
   the value when switched; this returns the estimator itself.)
 
-  Parameters: π = ``prior`` ∈ (0, 1); β ≥ 0 and γ ≥ 0, finite (Kiryo et al.
-  take 0 ≤ γ ≤ 1, a discount; larger γ are accepted); ``surrogate`` ℓ:
-  "sigmoid" σ(-z) (Kiryo et al.'s) or "logistic" log(1 + exp(-z)). The
-  sigmoid surrogate is flat for confidently wrong outputs: a network that
-  calls everything negative early (π small) gets no gradient back from the
-  positives and stays there (R_nnpu = π); the logistic one keeps pulling.
-  Logits, labels and `where` share one shape. A concrete parameter out of
-  range raises ValueError; a traced one (under jit) gives NaN, as do
-  unmasked labels outside {0, 1} under jit.
+  Parameters (scalars): π = ``prior`` ∈ (0, 1); β ≥ 0 and γ ≥ 0, finite
+  (Kiryo et al. take 0 ≤ γ ≤ 1, a discount; larger γ are accepted);
+  ``surrogate`` ℓ: "sigmoid" σ(-z) (Kiryo et al.'s) or "logistic"
+  log(1 + exp(-z)). The sigmoid surrogate is flat for confidently wrong
+  outputs: a network that calls everything negative early (π small) gets no
+  gradient back from the positives and stays there (R_nnpu = π); the
+  logistic one keeps pulling. Logits, labels and `where` share one shape. A
+  concrete parameter out of range raises ValueError; a traced one (under
+  jit) gives NaN, as do unmasked labels outside {0, 1} under jit.
   """
-  _checks.check_binary("nnpu_risk", logits, labels, where)
-  if surrogate not in PU_SURROGATES:
-    raise ValueError(f"nnpu_risk: surrogate must be one of {sorted(PU_SURROGATES)}, got "
-                     f"{surrogate!r}.")
-  valid = _check_pu_params("nnpu_risk", prior, beta, gamma)
-  return _checks.nan_unless(valid, _nnpu_risk(logits, labels, prior, beta,
-                                              gamma, where, surrogate))
-
-
-@functools.partial(jax.jit, static_argnums=(5, 7))
-def _softmax_nnpu_risk(logits, labels, prior, beta, gamma, negative_class,
-                       where, surrogate):
-  """nnPU on z = max_{k≠0} f_k - f_0 plus the relevant-class cross entropy."""
-  logits, labels, valid, in_range, use = _checks.multiclass_inputs(
-      logits, labels, where)
-  num_classes = logits.shape[-1]
-  relevant = jnp.arange(num_classes) != negative_class
-  z = (jnp.max(jnp.where(relevant, logits, -jnp.inf), axis=-1)
-       - logits[..., negative_class])
-  log_relevant = jax.nn.logsumexp(logits, axis=-1, where=relevant)
-  # Binary PU labels: 1 = labelled relevant, 0 = unlabelled; 2 marks an
-  # out-of-range label, which the partial risks flag (NaN) where valid.
-  binary = jnp.where(in_range, (labels != negative_class).astype(jnp.int32), 2)
-  r_p_plus, r_p_minus, r_u_minus, any_bad = _pu_partial_risks(z, binary, valid,
-                                                              surrogate)
-  risk = _nnpu_objective(r_p_plus, r_p_minus, r_u_minus, prior, beta, gamma)
-  positive = use & (labels != negative_class)
-  first_relevant = 1 if negative_class == 0 else 0
-  safe_labels = jnp.where(positive, labels, first_relevant)
-  cross_entropy = log_relevant - _take(logits, safe_labels)  # -log softmax_rel
-  n_p = jnp.maximum(1., jnp.sum(positive, dtype=z.dtype))
-  risk = risk + jnp.sum(jnp.where(positive, cross_entropy, 0.)) / n_p
+  check_surrogate("nnpu_risk", surrogate)
+  r_p_plus, r_p_minus, r_u_minus, any_bad = partial_risks(logits, labels,
+                                                          where, surrogate)
+  risk = nnpu_objective(r_p_plus, r_p_minus, r_u_minus, prior, beta, gamma)
   return jnp.where(any_bad, jnp.nan, risk)
 
 
+@checks.multiclass_risk(static=("surrogate",), prior=checks.OPEN_UNIT,
+                        beta=checks.NONNEGATIVE, gamma=checks.NONNEGATIVE)
 def softmax_nnpu_risk(logits: ArrayLike, labels: ArrayLike, prior: ArrayLike,
                       beta: ArrayLike = 0., gamma: ArrayLike = 1.,
                       negative_class: int = 0, surrogate: str = "sigmoid",
@@ -221,24 +185,40 @@ def softmax_nnpu_risk(logits: ArrayLike, labels: ArrayLike, prior: ArrayLike,
   surrogate, this is ``nnpu_risk(f_1 - f_0, labels, prior, beta, gamma)``.
   ``prior`` ∈ (0, 1) is the relevant-class prior of the unlabelled (label 0)
   data, as in :func:`nnpu_risk` (see :func:`unlabelled_prior`); β, γ ≥ 0 as
-  there. Returns a scalar (batch level); ``logits.shape[:-1] ==
-  labels.shape``, `where` as for every loss. A concrete parameter out of
+  there (all scalars). Returns a scalar (batch level); ``logits.shape[:-1]
+  == labels.shape``, `where` as for every loss. A concrete parameter out of
   range raises ValueError; a traced one (under jit) gives NaN, as do
   unmasked out-of-range labels under jit.
   """
   name = "softmax_nnpu_risk"
-  negative_class = int(negative_class)
-  if surrogate not in PU_SURROGATES:
-    raise ValueError(f"{name}: surrogate must be one of "
-                     f"{sorted(PU_SURROGATES)}, got {surrogate!r}.")
-  _checks.check_multiclass(name, logits, labels, where, None, negative_class)
+  check_surrogate(name, surrogate)
   if jnp.shape(logits)[-1] < 2:
     raise ValueError(f"{name}: needs at least 2 classes (one relevant "
                      f"and the non-relevant one), got logits of shape "
                      f"{jnp.shape(logits)}.")
-  valid = _check_pu_params(name, prior, beta, gamma)
-  return _checks.nan_unless(valid, _softmax_nnpu_risk(
-      logits, labels, prior, beta, gamma, negative_class, where, surrogate))
+  # ±inf logits clipped (common.clip_infinite) where they enter a difference.
+  clip = common.clip_infinite
+  x = common.multiclass_inputs(logits, labels, where, clip=False)
+  relevant = jnp.arange(x.logits.shape[-1]) != negative_class
+  z = (clip(jnp.max(jnp.where(relevant, x.logits, -jnp.inf), axis=-1))
+       - clip(x.logits[..., negative_class]))
+  log_relevant = jax.nn.logsumexp(clip(x.logits), axis=-1, where=relevant)
+  # Binary PU labels: 1 = labelled relevant, 0 = unlabelled; 2 marks an
+  # out-of-range label, which the partial risks flag (NaN) where valid.
+  labels = jnp.asarray(labels)  # Not x.labels: no extra select per element.
+  binary = jnp.where(x.in_range,
+                     (labels != negative_class).astype(jnp.int32), 2)
+  r_p_plus, r_p_minus, r_u_minus, any_bad = partial_risks(z, binary, x.valid,
+                                                          surrogate)
+  risk = nnpu_objective(r_p_plus, r_p_minus, r_u_minus, prior, beta, gamma)
+  positive = x.use & (labels != negative_class)
+  first_relevant = 1 if negative_class == 0 else 0
+  safe_labels = jnp.where(positive, labels, first_relevant)
+  # -log softmax among the relevant classes:
+  cross_entropy = log_relevant - clip(common.take_class(x.logits, safe_labels))
+  n_p = jnp.maximum(1., jnp.sum(positive, dtype=z.dtype))
+  risk = risk + jnp.sum(jnp.where(positive, cross_entropy, 0.)) / n_p
+  return jnp.where(any_bad, jnp.nan, risk)
 
 
 def unlabelled_prior(num_labelled: float, num_unlabelled: float,

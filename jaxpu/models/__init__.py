@@ -13,7 +13,7 @@ NHWC images (`[B, D]` features for `mlp`), outputs float32 logits
 |---|---|
 | `mlp` (§5.1.1) | `hidden=(6, 6)`, `activation="relu"`, `dropout_rate=0.0` |
 | `cifar_cnn` (Table 6) | `conv_dropout=0.2`, `fc_dropout=0.5` |
-| `fcn_alexnet` (FCN-AlexNet) | `width=1.0`, `dropout_rate=0.5` |
+| `fcn_alexnet` (FCN-AlexNet) | `width=1.0`, `dropout_rate=0.5`, `kernel_init="glorot"` (or `"caffe_xavier"`), `score_init=None` (as `kernel_init`; or `"zeros"`, the reference's) |
 | `fcn_small` (compact FCN) | `width=1.0`, `dropout_rate=0.0` |
 """
 

@@ -22,11 +22,19 @@ them (`lr_mult: 0`), so it is a fixed per-class bilinear upsampling. Here it is
 exactly that, computed from a constant separable kernel: it is not a parameter
 at all, so no optimizer (weight decay included) can change it, and the
 parameter count is the reference's trainable count.
+
+Initialisation (options): `kernel_init` for conv1…fc7 and `score_init` for
+the score layer, by name (`layers.initializer`): `"glorot"` (default, Glorot
+uniform), `"caffe_xavier"` (Caffe's `xavier` filler, U(±sqrt(3 / fan_in)),
+as the thesis author's from-scratch configurations) or, for the score layer,
+`"zeros"` (the reference's `score_fr` has no filler: constant 0).
+`score_init=None` follows `kernel_init`. Biases start at 0. ImageNet weights
+for conv1…fc7: `jaxpu.models.alexnet_weights`.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Optional
 
 import flax.linen as nn
 import jax.numpy as jnp
@@ -87,13 +95,16 @@ class AlexNetEncoder(nn.Module):
   width: float = 1.0
   dropout_rate: float = 0.5
   dtype: Any = jnp.float32
+  kernel_init: str = "glorot"
 
   @nn.compact
   def __call__(self, x, train: bool = False):
+    init = layers.initializer(self.kernel_init)
+
     def conv(features, kernel, name, padding=0, stride=1, groups=1):
       return nn.Conv(_channels(features, self.width), (kernel, kernel),
                      strides=(stride, stride), padding=[(padding, padding)] * 2,
-                     feature_group_count=groups, kernel_init=nn.initializers.xavier_uniform(),
+                     feature_group_count=groups, kernel_init=init,
                      dtype=self.dtype, conv_general_dilated=layers.conv_general_dilated,
                      name=name)
 
@@ -115,21 +126,28 @@ class AlexNetHead(nn.Module):
   """score (1×1 conv) → fixed bilinear upscore → crop to the input size."""
   num_classes: int
   dtype: Any = jnp.float32
+  kernel_init: str = "glorot"
 
   @nn.compact
   def __call__(self, features, output_hw):
-    score = nn.Conv(self.num_classes, (1, 1), kernel_init=nn.initializers.xavier_uniform(),
+    score = nn.Conv(self.num_classes, (1, 1), kernel_init=layers.initializer(self.kernel_init),
                     dtype=self.dtype, name="score")(features)
     # (H - 1) · 32 + 63 ≥ H + 18 always holds with this encoder; the crop checks it.
     return bilinear_upsample(score, crop_offset=CROP_OFFSET, output_hw=output_hw)
 
 
 class FCNAlexNet(nn.Module):
-  """`[B, H, W, 3]` images → `[B, H, W, num_classes]` logits (float32), any H, W ≥ 1."""
+  """`[B, H, W, 3]` images → `[B, H, W, num_classes]` logits (float32), any H, W ≥ 1.
+
+  `kernel_init`: conv1…fc7's initialiser, `"glorot"` or `"caffe_xavier"`;
+  `score_init`: the score layer's, those or `"zeros"` (None: `kernel_init`).
+  """
   num_classes: int
   width: float = 1.0
   dropout_rate: float = 0.5
   dtype: Any = jnp.float32
+  kernel_init: str = "glorot"
+  score_init: Optional[str] = None
 
   @nn.compact
   def __call__(self, x, train: bool = False):
@@ -137,7 +155,16 @@ class FCNAlexNet(nn.Module):
       raise ValueError(f"fcn_alexnet expects NHWC images, got shape {x.shape}.")
     if self.width <= 0:
       raise ValueError(f"fcn_alexnet: width must be > 0, got {self.width}.")
+    if self.kernel_init not in ("glorot", "caffe_xavier"):
+      raise ValueError(f"fcn_alexnet: kernel_init must be 'glorot' or 'caffe_xavier', got "
+                       f"{self.kernel_init!r}.")
+    score_init = self.kernel_init if self.score_init is None else self.score_init
+    if score_init not in layers.INITIALIZERS:
+      raise ValueError(f"fcn_alexnet: score_init must be one of {list(layers.INITIALIZERS)} "
+                       f"or None, got {self.score_init!r}.")
     x = jnp.asarray(x, self.dtype)
-    features = AlexNetEncoder(self.width, self.dropout_rate, self.dtype, name="encoder")(x, train)
-    logits = AlexNetHead(self.num_classes, self.dtype, name="head")(features, x.shape[1:3])
+    features = AlexNetEncoder(self.width, self.dropout_rate, self.dtype, self.kernel_init,
+                              name="encoder")(x, train)
+    logits = AlexNetHead(self.num_classes, self.dtype, score_init,
+                         name="head")(features, x.shape[1:3])
     return logits.astype(jnp.float32)

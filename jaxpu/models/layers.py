@@ -32,6 +32,9 @@ function); only how XLA runs it, and so the speed, differs
   Table 6 CNN's train step gains ≈ 7 % (one core, 251 vs 235 images per
   CPU-second). Masks differ from Flax's (another random stream), with the
   same distribution.
+
+Also `initializer`: kernel initialisers by name (Glorot's, Caffe's `xavier`
+filler, zeros), for models whose initialisation is a config option.
 """
 
 from __future__ import annotations
@@ -44,6 +47,29 @@ import jax.numpy as jnp
 import numpy as np
 
 Padding = Union[str, Sequence[tuple[int, int]]]
+
+
+INITIALIZERS = ("glorot", "caffe_xavier", "zeros")
+
+
+def initializer(name: str) -> nn.initializers.Initializer:
+  """A kernel initialiser by name (kernels `[kh, kw, in / groups, out]` or `[in, out]`).
+
+  - `"glorot"`: Glorot & Bengio's uniform U(±sqrt(6 / (fan_in + fan_out))),
+    `flax.linen.initializers.xavier_uniform` (jaxpu's default);
+  - `"caffe_xavier"`: Caffe's `xavier` filler with its default
+    `variance_norm: FAN_IN`, U(±sqrt(3 / fan_in)), fan_in = count / num_output
+    = kh · kw · in_channels / groups (variance 1 / fan_in);
+  - `"zeros"`: constant 0 (Caffe's default `constant` filler, e.g. the FCN
+    reference's `score_fr`, which has no `weight_filler`).
+  """
+  if name == "glorot":
+    return nn.initializers.xavier_uniform()
+  if name == "caffe_xavier":
+    return nn.initializers.variance_scaling(1.0, "fan_in", "uniform")
+  if name == "zeros":
+    return nn.initializers.zeros_init()
+  raise ValueError(f"Unknown initializer {name!r}; use one of {list(INITIALIZERS)}.")
 
 
 def _lowest(dtype):

@@ -9,15 +9,17 @@
                                train_iter_fn=data.train_iter, num_steps=1000, workdir=...)
 
 Modules:
-- `optimizers`: `make_optimizer` (Adam, Caffe's SGD; weight decay on kernels),
-  `make_schedule`;
+- `optimizers`: `make_optimizer` (Adam, Caffe's SGD; weight decay, by
+  default on kernels; per-parameter `lr_mults` / `wd_mults` as regex pairs),
+  `make_schedule`, `param_paths`, `resolve_mults`;
 - `objective`: `make_loss_fn` / `LossSpec`, a `jaxpu.losses` loss reduced
-  over the valid elements of the global batch (`"mean"` or Caffe's
-  `"sum_per_example"`), and `valid_mask`;
+  over the valid elements of the global batch (`"mean"`, or Caffe's
+  per-image `"mean_per_example"` / `"sum_per_example"`), and `valid_mask`;
 - `steps`: `TrainState`, `create_train_state`, the per-device `train_step` and
   `eval_step` (pmap style, `pmean` over the axis "batch") and their
-  `jax.jit(jax.shard_map(...))` forms `make_train_step` / `make_eval_step`,
-  `evaluate`, the XLA compiler options;
+  `jax.jit(jax.shard_map(...))` forms `make_train_step` / `make_eval_step`
+  (with gradient accumulation over `microbatches`), `evaluate`, the XLA
+  compiler options;
 - `loop`: `fit` (logging, evaluation, checkpoints, resume, preemption).
 
 Meshes, shardings and host↔device transfer live in `jaxpu.parallel` and are
@@ -41,6 +43,8 @@ from jaxpu.train.objective import make_loss_fn
 from jaxpu.train.objective import valid_mask
 from jaxpu.train.optimizers import make_optimizer
 from jaxpu.train.optimizers import make_schedule
+from jaxpu.train.optimizers import param_paths
+from jaxpu.train.optimizers import resolve_mults
 from jaxpu.train.steps import CPU_COMPILER_OPTIONS
 from jaxpu.train.steps import DEFAULT_PRNG_IMPL
 from jaxpu.train.steps import TrainState

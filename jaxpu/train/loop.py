@@ -21,6 +21,7 @@ import optax
 
 from jaxpu import checkpoint as ckpt_lib
 from jaxpu import parallel
+from jaxpu import runtime
 from jaxpu.train.steps import TrainState
 from jaxpu.train.steps import make_train_step
 
@@ -31,11 +32,6 @@ class TrainingPreempted(SystemExit):
   def __init__(self, step: int):
     super().__init__(143)  # 128 + SIGTERM, the shell's convention
     self.step = step
-
-
-def _format_eta(seconds: float) -> str:
-  seconds = int(max(0, seconds))
-  return f"{seconds // 3600:d}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
 
 
 class _Writers:
@@ -85,7 +81,8 @@ def fit(state: TrainState, *, model: nn.Module, optimizer: optax.GradientTransfo
         mesh: Optional[jax.sharding.Mesh] = None, log_every: int = 50,
         eval_every: int = 0, eval_fn: Optional[Callable[[TrainState], Mapping[str, float]]] = None,
         checkpoint_every: int = 0, max_to_keep: Optional[int] = ckpt_lib.DEFAULT_MAX_TO_KEEP,
-        async_checkpoint: bool = True) -> tuple[TrainState, list[dict]]:
+        async_checkpoint: bool = True, microbatches: int = 1
+        ) -> tuple[TrainState, list[dict]]:
   """Trains `state` up to step `num_steps`; resumes from `workdir` if it holds a checkpoint.
 
   Each step takes the next batch of `train_iter_fn(start_step)` (NumPy dicts
@@ -112,6 +109,8 @@ def fit(state: TrainState, *, model: nn.Module, optimizer: optax.GradientTransfo
     checkpoint_every: save every this many steps (0: only at the end and on
       SIGTERM), keeping the last `max_to_keep`; needs `workdir`.
     async_checkpoint: write checkpoints in the background.
+    microbatches: gradient accumulation over this many parts of each
+      device's slice of a batch (`make_train_step`); 1: none.
 
   Returns:
     (final state, history): the history holds one dict per log or eval point,
@@ -141,7 +140,7 @@ def fit(state: TrainState, *, model: nn.Module, optimizer: optax.GradientTransfo
       return _train_loop(state, model=model, optimizer=optimizer, loss_fn=loss_fn,
                          train_iter_fn=train_iter_fn, num_steps=num_steps, workdir=workdir,
                          mesh=mesh, log_every=log_every, eval_every=eval_every,
-                         eval_fn=eval_fn, manager=manager)
+                         eval_fn=eval_fn, manager=manager, microbatches=microbatches)
     finally:
       if manager is not None:
         manager.wait_until_finished()
@@ -149,10 +148,10 @@ def fit(state: TrainState, *, model: nn.Module, optimizer: optax.GradientTransfo
 
 
 def _train_loop(state, *, model, optimizer, loss_fn, train_iter_fn, num_steps, workdir, mesh,
-                log_every, eval_every, eval_fn, manager):
+                log_every, eval_every, eval_fn, manager, microbatches=1):
   """`fit`'s loop from the state's step to `num_steps`."""
   start_step = int(parallel.host_array(state.step))
-  step_fn = make_train_step(model, optimizer, loss_fn, mesh)
+  step_fn = make_train_step(model, optimizer, loss_fn, mesh, microbatches=microbatches)
   writers = _Writers(workdir, start_step)
   history: list[dict] = []
   multi_process = jax.process_count() > 1
@@ -188,7 +187,7 @@ def _train_loop(state, *, model, optimizer, loss_fn, train_iter_fn, num_steps, w
           steps_per_sec = (step - window_step) / max(elapsed, 1e-9)
           eta = (num_steps - step) / steps_per_sec
           logging.info("step %d/%d  loss %.4f  %.1f examples/s  ETA %s", step, num_steps,
-                       loss, steps_per_sec * batch_size, _format_eta(eta))
+                       loss, steps_per_sec * batch_size, runtime.format_duration(eta))
           record(step, {"train/loss": loss,
                         "train/examples_per_sec": steps_per_sec * batch_size})
           pending, window_start, window_step = [], time.perf_counter(), step

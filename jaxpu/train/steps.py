@@ -114,7 +114,8 @@ def create_train_state(model: nn.Module, optimizer: optax.GradientTransformation
 
 def train_step(state: TrainState, batch: Mapping[str, Any], *, model: nn.Module,
                optimizer: optax.GradientTransformation, loss_fn: Callable,
-               axis_name: Optional[str] = AXIS) -> tuple[TrainState, dict]:
+               axis_name: Optional[str] = AXIS, microbatches: int = 1
+               ) -> tuple[TrainState, dict]:
   """One optimisation step on this device's slice of the batch (pmap style).
 
   Gradients and the loss are `pmean`-ed over `axis_name` (None: one device,
@@ -122,6 +123,20 @@ def train_step(state: TrainState, batch: Mapping[str, Any], *, model: nn.Module,
   it under `jax.pmap(..., axis_name="batch")`; `make_train_step` runs it under
   `jax.shard_map`. The dropout key of step t on device d is
   `fold_in(fold_in(state.rng, t), d)`.
+
+  Gradient accumulation (`microbatches = K > 1`): this device's slice is cut
+  into K consecutive equal parts, run one after the other (`jax.lax.scan`:
+  the activations of one part in memory at a time), and their losses and
+  gradients are combined weighted by each part's global normaliser N_k
+  (`loss_fn.normaliser`, psum-ed over the devices): Σ_k N_k·g_k / Σ_k N_k.
+  On XLA's CPU backend the scan is unrolled (convolutions inside XLA:CPU
+  loops are 10-100× slower), so there it saves no memory.
+  That is the whole batch's loss and gradient, for every reduction of
+  `LossSpec` (`"mean"`, `"mean_per_example"`, `"sum_per_example"`), up to
+  float rounding; part k's dropout key is `fold_in(key, k)` (other masks than
+  K = 1's). Not for class-balanced losses (their class weights would come
+  from each part) or the batch-level risks; `loss_fn` must have a
+  `normaliser`. K = 1 is the plain step.
 
   Args:
     state: the replicated training state.
@@ -131,6 +146,7 @@ def train_step(state: TrainState, batch: Mapping[str, Any], *, model: nn.Module,
     loss_fn: a `LossSpec` (`make_loss_fn`), or any callable
       `(logits, batch, axis_name) -> (loss, num_valid)` normalised the same way.
     axis_name: the device axis, or None.
+    microbatches: K, a divisor of this device's batch size.
 
   Returns:
     (new state, {"loss": global batch loss, "num_valid": valid elements}).
@@ -139,12 +155,17 @@ def train_step(state: TrainState, batch: Mapping[str, Any], *, model: nn.Module,
   if axis_name is not None:
     rng = jax.random.fold_in(rng, jax.lax.axis_index(axis_name))
 
-  def objective(params):
-    logits = model.apply({"params": params}, batch["image"], train=True,
-                         rngs={"dropout": rng})
-    return loss_fn(logits, batch, axis_name=axis_name)
+  if microbatches == 1:
+    def objective(params):
+      logits = model.apply({"params": params}, batch["image"], train=True,
+                           rngs={"dropout": rng})
+      return loss_fn(logits, batch, axis_name=axis_name)
 
-  (loss, num_valid), grads = jax.value_and_grad(objective, has_aux=True)(state.params)
+    (loss, num_valid), grads = jax.value_and_grad(objective, has_aux=True)(state.params)
+  else:
+    loss, num_valid, grads = _accumulated_value_and_grad(
+        state.params, batch, rng, model=model, loss_fn=loss_fn, axis_name=axis_name,
+        microbatches=microbatches)
   if axis_name is not None:
     grads = jax.lax.pmean(grads, axis_name)
     loss = jax.lax.pmean(loss, axis_name)
@@ -154,21 +175,82 @@ def train_step(state: TrainState, batch: Mapping[str, Any], *, model: nn.Module,
   return new_state, {"loss": loss, "num_valid": num_valid}
 
 
-def _check_divisible(batch, mesh):
+def _check_microbatches(microbatches, loss_fn) -> None:
+  if isinstance(microbatches, bool) or not isinstance(microbatches, (int, np.integer)) or (
+      microbatches < 1):
+    raise ValueError(f"microbatches must be a positive int, got {microbatches!r}.")
+  if microbatches == 1:
+    return
+  if not callable(getattr(loss_fn, "normaliser", None)):
+    raise ValueError("microbatches > 1 needs a loss with a `normaliser(batch, axis_name)` "
+                     "method (a LossSpec of make_loss_fn) to weight the micro-batches.")
+  if getattr(loss_fn, "class_balanced", False):
+    raise ValueError("microbatches > 1 does not apply to a class_balanced loss: its class "
+                     "weights would come from each micro-batch, not the whole batch.")
+  if getattr(loss_fn, "is_risk_estimator", False):
+    raise ValueError(f"microbatches > 1 does not apply to the batch-level risk "
+                     f"{loss_fn.name!r}: it is not a sum over examples.")
+
+
+def _accumulated_value_and_grad(params, batch, rng, *, model, loss_fn, axis_name,
+                                microbatches):
+  """Loss, valid count and gradient of the whole slice from `microbatches` parts (scan)."""
+  _check_microbatches(microbatches, loss_fn)
+  size = jax.tree.leaves(batch)[0].shape[0]
+  if size % microbatches:
+    raise ValueError(f"The per-device batch size {size} is not divisible by "
+                     f"microbatches={microbatches}.")
+  parts = jax.tree.map(lambda x: x.reshape(microbatches, size // microbatches, *x.shape[1:]),
+                       batch)
+
+  def objective(p, part, key):
+    logits = model.apply({"params": p}, part["image"], train=True, rngs={"dropout": key})
+    return loss_fn(logits, part, axis_name=axis_name)
+
+  def body(carry, inputs):
+    grad_sum, loss_sum, weight_sum, valid_sum = carry
+    index, part = inputs
+    (loss, num_valid), grads = jax.value_and_grad(objective, has_aux=True)(
+        params, part, jax.random.fold_in(rng, index))
+    weight = loss_fn.normaliser(part, axis_name=axis_name).astype(jnp.float32)
+    grad_sum = jax.tree.map(lambda a, g: a + weight * g, grad_sum, grads)
+    return (grad_sum, loss_sum + weight * loss, weight_sum + weight,
+            valid_sum + num_valid), None
+
+  init = (jax.tree.map(jnp.zeros_like, params), jnp.zeros((), jnp.float32),
+          jnp.zeros((), jnp.float32), jnp.zeros((), jnp.int32))
+  # XLA's CPU backend runs convolutions inside a loop body 10-100x slower than outside
+  # (FCN-AlexNet's conv2 weight gradient, 10 images: 0.5 s unrolled, 75 s in the loop),
+  # so there the loop is unrolled; on accelerators it stays a loop (one part in memory).
+  (grad_sum, loss_sum, weight_sum, num_valid), _ = jax.lax.scan(
+      body, init, (jnp.arange(microbatches), parts),
+      unroll=jax.default_backend() == "cpu")
+  total = jnp.maximum(weight_sum, 1.)
+  grads = jax.tree.map(lambda g: g / total, grad_sum)
+  return loss_sum / total, num_valid, grads
+
+
+def _check_divisible(batch, mesh, microbatches: int = 1):
   size = jax.tree.leaves(batch)[0].shape[0]
   if size % mesh.size:
     raise ValueError(f"Global batch size {size} is not divisible by the {mesh.size} devices "
                      f"of the mesh; use a multiple of {mesh.size}.")
+  if (size // mesh.size) % microbatches:
+    raise ValueError(f"The per-device batch size {size // mesh.size} (global batch {size} "
+                     f"over {mesh.size} devices) is not divisible by "
+                     f"microbatches={microbatches}; use a global batch that is a multiple "
+                     f"of {mesh.size * microbatches}.")
 
 
-def _shard_mapped_train_step(state, batch, *, model, optimizer, loss_fn, mesh):
+def _shard_mapped_train_step(state, batch, *, model, optimizer, loss_fn, mesh,
+                             microbatches=1):
   step = functools.partial(train_step, model=model, optimizer=optimizer, loss_fn=loss_fn,
-                           axis_name=AXIS)
+                           axis_name=AXIS, microbatches=microbatches)
   return jax.shard_map(step, mesh=mesh, in_specs=(P(), P(AXIS)), out_specs=(P(), P()),
                        check_vma=False)(state, batch)
 
 
-_STATIC = ("model", "optimizer", "loss_fn", "mesh")
+_STATIC = ("model", "optimizer", "loss_fn", "mesh", "microbatches")
 
 # XLA's CPU backend (JAX 0.10) hands convolutions, dots and reductions to YNNPACK.
 # YNNPACK runs the weight gradient of a convolution (a window as large as the
@@ -200,8 +282,8 @@ def _jitted_train_step(donate: bool, options: tuple) -> Callable:
 
 def make_train_step(model: nn.Module, optimizer: optax.GradientTransformation,
                     loss_fn: Callable, mesh: Optional[jax.sharding.Mesh] = None,
-                    donate: bool = True, compiler_options: Optional[Mapping[str, Any]] = None
-                    ) -> Callable[[TrainState, Mapping], tuple]:
+                    donate: bool = True, compiler_options: Optional[Mapping[str, Any]] = None,
+                    microbatches: int = 1) -> Callable[[TrainState, Mapping], tuple]:
   """`train_step` under `jax.jit(jax.shard_map(...))` on `mesh` (default: all devices).
 
   The state is replicated (`P()`), the batch split along its leading axis
@@ -210,13 +292,20 @@ def make_train_step(model: nn.Module, optimizer: optax.GradientTransformation,
   JAX's varying-axes checks on, the transpose of the implicit broadcast of the
   replicated params would already sum the gradients over devices).
   `compiler_options` go to `jax.jit`; None: `default_compiler_options` of the
-  mesh's platform; `{}`: XLA's defaults (and `XLA_FLAGS`).
+  mesh's platform; `{}`: XLA's defaults (and `XLA_FLAGS`). `microbatches`:
+  gradient accumulation over this many parts of each device's slice
+  (`train_step`); the global batch must be a multiple of
+  `mesh.size × microbatches`. 1 compiles the plain step.
   """
   mesh = parallel.make_mesh() if mesh is None else mesh
+  _check_microbatches(microbatches, loss_fn)
+  microbatches = int(microbatches)
   if compiler_options is None:
     compiler_options = default_compiler_options(mesh.devices.flat[0].platform)
   options = tuple(sorted(compiler_options.items()))
   config = dict(model=model, optimizer=optimizer, loss_fn=loss_fn, mesh=mesh)
+  if microbatches != 1:
+    config["microbatches"] = microbatches
   if _hashable(model, optimizer, loss_fn, mesh, options):
     jitted = functools.partial(_jitted_train_step(donate, options), **config)
   else:  # e.g. a loss with array-valued arguments: compile for this call site only
@@ -225,7 +314,7 @@ def make_train_step(model: nn.Module, optimizer: optax.GradientTransformation,
                      compiler_options=dict(options) or None)
 
   def run(state, batch):
-    _check_divisible(batch, mesh)
+    _check_divisible(batch, mesh, microbatches)
     return jitted(state, batch)
   return run
 

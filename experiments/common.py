@@ -12,14 +12,18 @@ module holds the parts that do not depend on which experiment runs:
 - `repeat_seeds`: one seed per repeat;
 - `Outputs`: run folders, the measured cells, `results.json` / `results.md`
   (merged with the tables an earlier call wrote into the same workdir);
-- process set-up for programs: `keep_freed_memory`, `enable_compilation_cache`.
+- config checks (`require`, `check_common`, ...) that name `--config.<field>`;
+- `Progress`: finished runs, elapsed time and an ETA.
+
+Process set-up (`keep_freed_memory`, `enable_compilation_cache`) is
+`jaxpu.runtime`; JSON files and config differences are `jaxpu.fileio`.
 """
 
 from __future__ import annotations
 
-import ctypes
 import dataclasses
-import json
+import difflib
+import fcntl
 import os
 import re
 import time
@@ -27,55 +31,37 @@ from typing import Any, Iterable, Mapping, Sequence
 
 from absl import logging
 
+from jaxpu import fileio
 from jaxpu import report
-
-SCALES = ("smoke", "cpu", "paper")
+from jaxpu import runtime
 CONFIG_FILE = "config.json"
 
 
-def config_dict(config: Any) -> dict[str, Any]:
-  """A JSON-ready plain dict of a ConfigDict (or mapping); tuples become lists."""
-  if hasattr(config, "to_dict"):
-    config = config.to_dict()
-  return json.loads(json.dumps(config, default=_jsonable))
+def unknown_fields(config: Any, reference: Any) -> list[str]:
+  """Dotted fields of `config` that `reference` (the experiment's own config) lacks."""
+  known = fileio.flatten(fileio.config_dict(reference))
+  prefixes = {name.rsplit(".", 1)[0] for name in known if "." in name}
+  return sorted(name for name in fileio.flatten(fileio.config_dict(config))
+                if name not in known and name not in prefixes)
 
 
-def _jsonable(value):
-  if isinstance(value, (set, frozenset)):
-    return sorted(value)
-  if hasattr(value, "tolist"):
-    return value.tolist()
-  return str(value)
+def check_fields(config: Any, experiment: str) -> None:
+  """Refuses fields that `experiments/configs/<experiment>.py` does not define (a typo such
+  as `config.pionts = 11` would otherwise be ignored and stored)."""
+  from experiments.configs import common as config_common  # pylint: disable=g-import-not-at-top
+  path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "configs", f"{experiment}.py")
+  reference = config_common.load(path).get_config(config.get("scale"))
+  unknown = unknown_fields(config, reference)
+  if unknown:
+    known = list(fileio.flatten(fileio.config_dict(reference)))
+    hints = [f"{u} (did you mean {', '.join(difflib.get_close_matches(u, known, 2)) or '?'})"
+             for u in unknown]
+    raise ValueError(f"Unknown config field(s) of {experiment}: {'; '.join(hints)}. "
+                     f"`--help` lists every field.")
 
 
-def flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-  """{"a": {"b": 1}} → {"a.b": 1} (the dotted names of `--config.a.b`)."""
-  out = {}
-  for key, value in tree.items():
-    name = f"{prefix}{key}"
-    if isinstance(value, Mapping):
-      out.update(flatten(value, name + "."))
-    else:
-      out[name] = value
-  return out
-
-
-def config_differences(old: Mapping[str, Any], new: Mapping[str, Any],
-                       ignore: Iterable[str] = ()) -> list[tuple[str, Any, Any]]:
-  """(dotted field, old value, new value) of every differing field not under `ignore`."""
-  old_flat, new_flat = flatten(config_dict(old)), flatten(config_dict(new))
-  ignored = tuple(ignore)
-
-  def skipped(name):
-    return any(name == i or name.startswith(i + ".") for i in ignored)
-
-  missing = object()
-  return [(name, old_flat.get(name, missing), new_flat.get(name, missing))
-          for name in sorted(set(old_flat) | set(new_flat))
-          if not skipped(name) and old_flat.get(name, missing) != new_flat.get(name, missing)]
-
-
-def claim_workdir(workdir: str, config: Any, selection: Iterable[str] = ()) -> dict[str, Any]:
+def claim_workdir(workdir: str, config: Any, selection: Iterable[str] = (),
+                  experiment: str | None = None) -> dict[str, Any]:
   """Writes `config` to `workdir/config.json`; refuses a workdir of other settings.
 
   Args:
@@ -84,39 +70,63 @@ def claim_workdir(workdir: str, config: Any, selection: Iterable[str] = ()) -> d
     selection: dotted fields that only select what to run (tables, folds,
       rows, repeats, ...): they may differ from the stored config, whose
       runs are then reused where they coincide.
+    experiment: the experiment's name: fields its config file does not
+      define are refused first (`check_fields`).
 
   Returns:
     The config as a plain dict (what is stored with every result).
 
   Raises:
-    ValueError: the workdir holds a config whose other fields differ; the
-      message names each field with both values.
+    ValueError: the workdir holds a config whose other fields differ (the
+      message names each field with both values), or another process is
+      running in it (the message names its pid).
   """
+  if experiment is not None:
+    check_fields(config, experiment)
   _make_dirs(workdir)
+  _lock_workdir(workdir)
   path = os.path.join(workdir, CONFIG_FILE)
-  resolved = config_dict(config)
+  resolved = fileio.config_dict(config)
   if os.path.exists(path):
-    with open(path) as f:
-      try:
-        stored = json.load(f)
-      except json.JSONDecodeError as e:
-        raise ValueError(f"{path} is not valid JSON ({e}); delete it (or the workdir) "
-                         "to start again.") from None
-    differences = config_differences(stored, resolved, ignore=selection)
+    stored = fileio.read_json(path, what="delete it (or the workdir) to start again")
+    if not isinstance(stored, dict):
+      raise ValueError(f"{path} is damaged: it holds {type(stored).__name__}, not a config; "
+                       "delete it (or the workdir) to start again.")
+    differences = fileio.differences(stored, resolved, ignore=selection)
     if differences:
-      lines = "\n".join(f"  {name}: {show_value(a)} (in the workdir) → {show_value(b)} (now)"
-                        for name, a, b in differences)
+      lines = "\n".join(f"  {name}: {fileio.show_value(a)} (in the workdir) → "
+                        f"{fileio.show_value(b)} (now)" for name, a, b in differences)
       raise ValueError(
           f"{workdir} holds results of another config; these fields differ:\n{lines}\n"
           f"Use another --workdir, or run with the workdir's settings (its {CONFIG_FILE}).")
-  _atomic_write_json(path, resolved)
+  fileio.write_json(path, resolved, sort_keys=True)
   return resolved
 
 
-def show_value(value) -> str:
-  """A value of `config_differences` as JSON ("(absent)" for a field one side lacks)."""
-  return "(absent)" if not isinstance(value, (str, int, float, bool, list, dict, type(None))) \
-      else json.dumps(value)
+_HELD_LOCKS: dict[str, Any] = {}  # workdir → the open lock file this process holds
+
+
+def _lock_workdir(workdir: str) -> None:
+  """Holds `workdir/.lock` for the rest of the process; refuses a workdir another process
+  holds (two processes in one workdir would both train everything)."""
+  key = os.path.realpath(workdir)
+  if key in _HELD_LOCKS:
+    return
+  path = os.path.join(workdir, ".lock")
+  f = open(path, "a+")
+  try:
+    fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+  except BlockingIOError:
+    f.seek(0)
+    holder = f.read().strip() or "another process"
+    f.close()
+    raise ValueError(f"{workdir} is in use by {holder}; wait for it to finish, or use another "
+                     "--workdir.") from None
+  f.seek(0)
+  f.truncate()
+  f.write(f"process {os.getpid()}")
+  f.flush()
+  _HELD_LOCKS[key] = f
 
 
 def _make_dirs(path: str) -> None:
@@ -129,61 +139,9 @@ def _make_dirs(path: str) -> None:
     raise ValueError(f"The workdir {path!r} is not writable; choose another with --workdir.")
 
 
-def _atomic_write_json(path: str, value: Any) -> None:
-  tmp = f"{path}.tmp-{os.getpid()}"
-  with open(tmp, "w") as f:
-    json.dump(value, f, indent=1, sort_keys=True)
-  os.replace(tmp, path)
-
-
 def repeat_seeds(config: Any) -> list[int]:
   """One seed per repeat: `config.seed`, `config.seed + 1`, ..."""
   return [int(config.seed) + r for r in range(int(config.repeats))]
-
-
-def enable_compilation_cache(path: str | None = None) -> str:
-  """Keeps XLA compilations on disk, shared by runs and processes; returns the folder.
-
-  Runs of one experiment compile the same steps again and again (every
-  fine-tuning of a table has the same shapes); on a loaded 2-core CPU one
-  compilation takes 10-45 s, a cache hit about 1 s. Folder: `path`, else
-  `$JAXPU_COMPILATION_CACHE`, else `~/.cache/jaxpu/xla`.
-  """
-  import jax  # pylint: disable=g-import-not-at-top
-  path = path or os.environ.get("JAXPU_COMPILATION_CACHE") or os.path.expanduser(
-      os.path.join("~", ".cache", "jaxpu", "xla"))
-  os.makedirs(path, exist_ok=True)
-  jax.config.update("jax_compilation_cache_dir", path)
-  jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
-  jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
-  return path
-
-
-# glibc's mallopt parameters (malloc.h).
-_M_TRIM_THRESHOLD, _M_MMAP_MAX, _M_ARENA_MAX = -1, -4, -8
-
-
-def keep_freed_memory() -> bool:
-  """Makes glibc's malloc keep freed memory for reuse; True if it took effect.
-
-  XLA's CPU runtime allocates the large buffers of every step anew (its
-  temporaries, a segmentation batch's gradient). glibc serves blocks over its
-  mmap threshold (at most 32 MiB) with a fresh `mmap` and unmaps them on
-  free, so every page of them faults again on every step: about 0.65 ns per
-  byte here, +20 % on the `fcn_small` train step and 2.5× on the 21-class
-  losses (benchmarks/README.md). This turns `mmap` off for allocations, keeps
-  freed memory up to 2 GiB at the heap top, and uses one arena for all
-  threads (`GLIBC_TUNABLES=glibc.malloc.mmap_max=0:glibc.malloc.
-  trim_threshold=...:glibc.malloc.arena_max=1` before start-up does the
-  same). The process then keeps its peak memory. Call it first thing in
-  `main`, before JAX starts its threads. No effect (False) without glibc.
-  """
-  try:
-    mallopt = ctypes.CDLL(None).mallopt
-  except (OSError, AttributeError):
-    return False
-  settings = ((_M_MMAP_MAX, 0), (_M_TRIM_THRESHOLD, 2**31 - 1), (_M_ARENA_MAX, 1))
-  return all(mallopt(param, value) == 1 for param, value in settings)
 
 
 def slug(*parts: Any) -> str:
@@ -250,11 +208,6 @@ class Outputs:
 # Validating a config before any data is built or any step is trained.
 # ----------------------------------------------------------------------------
 
-OPTIMIZERS = ("adam", "sgd")
-SCHEDULES = ("constant", "cosine")
-LOSS_REDUCTIONS = ("mean", "sum_per_example")
-
-
 def require(condition: bool, field: str, value: Any, requirement: str) -> None:
   """Raises a ValueError naming `--config.<field>`, its value and what it must be."""
   if not condition:
@@ -306,40 +259,6 @@ def check_common(config: Any) -> None:
   require_positive_int(config, "repeats")
 
 
-def check_training(config: Any, section: str) -> None:
-  """A training section (optimizer, learning_rate, schedule, ..., keep), e.g. "pretrain"."""
-  import jax  # pylint: disable=g-import-not-at-top
-  s = _get(config, section)
-  steps = require_positive_int(config, f"{section}.steps")
-  batch = require_positive_int(config, f"{section}.batch_size")
-  devices = jax.device_count()
-  require(batch % devices == 0, f"{section}.batch_size", batch,
-          f"must be a multiple of the {devices} devices")
-  every = require_positive_int(config, f"{section}.checkpoint_every")
-  require(every <= steps, f"{section}.checkpoint_every", every,
-          f"must be at most {section}.steps ({steps})")
-  require_positive_int(config, f"{section}.keep")
-  require(s.optimizer in OPTIMIZERS, f"{section}.optimizer", s.optimizer,
-          f"choose one of {OPTIMIZERS}")
-  require(s.schedule in SCHEDULES, f"{section}.schedule", s.schedule,
-          f"choose one of {SCHEDULES}")
-  lr = s.learning_rate
-  require(isinstance(lr, (int, float)) and lr > 0 and lr == lr and lr != float("inf"),
-          f"{section}.learning_rate", lr, "must be a finite number > 0")
-  require(isinstance(s.weight_decay, (int, float)) and 0 <= s.weight_decay < float("inf"),
-          f"{section}.weight_decay", s.weight_decay, "must be a finite number >= 0")
-  require(isinstance(s.momentum, (int, float)) and 0 <= s.momentum < 1,
-          f"{section}.momentum", s.momentum, "must be in [0, 1)")
-  warmup = s.warmup_steps
-  require(_is_int(warmup) and 0 <= warmup < steps, f"{section}.warmup_steps", warmup,
-          f"must be an integer in [0, {section}.steps={steps})")
-  bias = s.get("bias_lr_mult", 1.0)
-  require(isinstance(bias, (int, float)) and bias > 0, f"{section}.bias_lr_mult", bias,
-          "must be a number > 0")
-  require(s.get("loss_reduction", "mean") in LOSS_REDUCTIONS, f"{section}.loss_reduction",
-          s.get("loss_reduction"), f"choose one of {LOSS_REDUCTIONS}")
-
-
 class Progress:
   """Counts finished training runs and prints the elapsed time and an ETA.
 
@@ -358,9 +277,4 @@ class Progress:
     elapsed = time.time() - self.started
     eta = elapsed / max(self.done, 1e-9) * max(self.total - self.done, 0.0)
     print(f"[{self.name}] {self.finished}/{self.runs} runs done ({label}); "
-          f"{_clock(elapsed)} elapsed, ETA {_clock(eta)}", flush=True)
-
-
-def _clock(seconds: float) -> str:
-  seconds = int(round(seconds))
-  return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
+          f"{runtime.format_duration(elapsed)} elapsed, ETA {runtime.format_duration(eta)}", flush=True)

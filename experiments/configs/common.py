@@ -1,29 +1,40 @@
-"""Config pieces shared by the experiment config files (`experiments/configs/*.py`, ml_collections)."""
+"""Config pieces shared by the experiment config files (`experiments/configs/*.py`, ml_collections).
+
+A training section (`training`) is built from `jaxpu.runs.TrainSpec`'s settings: each
+training field is spelled once, there.
+"""
 
 import importlib.util
 import os
 
 from ml_collections import config_dict
 
+from jaxpu import runs
+
 SCALES = ("smoke", "cpu", "paper")
 
 
-def sibling(here: str, name: str):
-  """The config file `name`.py next to the file `here` (a config file's `__file__`), loaded
-  by path, so config files work wherever they are copied (ml_collections loads them by path)."""
-  path = os.path.join(os.path.dirname(os.path.abspath(here)), f"{name}.py")
+def load(path: str):
+  """The config module at `path`, loaded by path as ml_collections' `--config` loads it."""
+  name = os.path.splitext(os.path.basename(path))[0]
   spec = importlib.util.spec_from_file_location(f"_jaxpu_config_{name}", path)
   module = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(module)
   return module
 
 
-def check_scale(arg) -> str:
-  """The scale named by the config-file argument (`...py:cpu`); cpu when absent."""
+def sibling(here: str, name: str):
+  """The config file `name`.py next to the file `here` (a config file's `__file__`)."""
+  return load(os.path.join(os.path.dirname(os.path.abspath(here)), f"{name}.py"))
+
+
+def check_scale(arg, extra: tuple[str, ...] = ()) -> str:
+  """The scale named by the config-file argument (`...py:cpu`); cpu when absent. `extra`:
+  further scales a config file offers (e.g. the segmentation configs' `author`)."""
   scale = arg or "cpu"
-  if scale not in SCALES:
+  if scale not in SCALES + tuple(extra):
     raise ValueError(f"Unknown scale {scale!r} in --config=...:{scale}; choose one of "
-                     f"{', '.join(SCALES)}.")
+                     f"{', '.join(SCALES + tuple(extra))}.")
   return scale
 
 
@@ -61,16 +72,15 @@ def segmentation_data(config: config_dict.ConfigDict, *, num_train_per_class=Non
   data.preprocessing = config_dict.placeholder(str)  # None: the dataset's default
 
 
-def training(*, optimizer="adam", learning_rate=1e-3, schedule="constant", warmup_steps=0,
-             momentum=0.9, weight_decay=0.0, steps=1000, batch_size=32, checkpoint_every=100,
-             keep=5, loss_reduction="mean", bias_lr_mult=1.0) -> config_dict.ConfigDict:
-  """One training run's settings (`jaxpu.segmentation_runs.spec_from_config`)."""
-  return config_dict.ConfigDict(dict(
-      optimizer=optimizer, learning_rate=learning_rate, schedule=schedule,
-      warmup_steps=warmup_steps, momentum=momentum, weight_decay=weight_decay, steps=steps,
-      batch_size=batch_size, checkpoint_every=checkpoint_every, keep=keep,
-      loss_reduction=loss_reduction, bias_lr_mult=bias_lr_mult))
+def training(**overrides) -> config_dict.ConfigDict:
+  """A training section: every setting of `jaxpu.runs.TrainSpec` (its `SETTINGS`, with their
+  defaults), `overrides` applied; `TrainSpec.from_config` builds and validates the spec."""
+  section = runs.settings(**overrides)
+  if section["wd_mults"] is None:  # a typed placeholder, so --config.x.wd_mults=... works
+    section["wd_mults"] = config_dict.placeholder(tuple)
+  return config_dict.ConfigDict(section)
 
 
-def fcn_options(width: float = 1.0, dropout_rate: float = 0.0) -> config_dict.ConfigDict:
-  return config_dict.ConfigDict(dict(width=width, dropout_rate=dropout_rate))
+def fcn_options(width: float = 1.0, dropout_rate: float = 0.0, **others) -> config_dict.ConfigDict:
+  """`model_options` of the FCN models (`others`: e.g. fcn_alexnet's kernel_init, score_init)."""
+  return config_dict.ConfigDict(dict(width=width, dropout_rate=dropout_rate, **others))

@@ -1,0 +1,68 @@
+"""Where `python -m experiments.reproduce` writes its report: the workdir, unless told otherwise.
+
+Run from a checkout, a reproduce run used to replace the repository's
+committed `REPRODUCTION.md` (and its `reproduction/*.png`), because the
+report's path was relative to the current folder. The run here (the moons
+section at the smoke scale) starts in a folder holding a stand-in for the
+committed report and figure.
+"""
+
+import os
+import re
+import subprocess
+import sys
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+COMMITTED = "# The committed report\n"
+FIGURE = b"the committed figure"
+
+
+def _reproduce(cwd, workdir, *args):
+  env = dict(os.environ)
+  env["PYTHONPATH"] = os.pathsep.join([REPO] + [p for p in [env.get("PYTHONPATH")] if p])
+  result = subprocess.run(
+      [sys.executable, "-m", "experiments.reproduce",
+       f"--config={REPO}/experiments/configs/reproduce.py:smoke", "--config.only=moons",
+       f"--workdir={workdir}", *args],
+      cwd=cwd, env=env, capture_output=True, text=True, timeout=900)
+  assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
+  return result.stdout
+
+
+def _figures(report):
+  """The figures a report links to, as paths relative to the report's folder."""
+  return re.findall(r"!\[[^\]]*\]\(([^)]+)\)", report)
+
+
+def test_report_goes_to_the_workdir_and_the_committed_one_is_written_only_when_asked(tmp_path):
+  checkout = tmp_path / "checkout"
+  (checkout / "reproduction").mkdir(parents=True)
+  (checkout / "REPRODUCTION.md").write_text(COMMITTED)
+  for name in ("moons_fig3_moons_loss.png", "moons_fig4_moons_derivative.png"):
+    (checkout / "reproduction" / name).write_bytes(FIGURE)
+  before = sorted(os.listdir(checkout / "reproduction"))
+  workdir = tmp_path / "w"
+
+  out = _reproduce(checkout, workdir)
+  # the committed report and its figures are untouched, and nothing else was written there
+  assert (checkout / "REPRODUCTION.md").read_text() == COMMITTED
+  assert sorted(os.listdir(checkout)) == ["REPRODUCTION.md", "reproduction"]
+  assert sorted(os.listdir(checkout / "reproduction")) == before
+  assert all((checkout / "reproduction" / n).read_bytes() == FIGURE for n in before)
+  # the report and its figures are in the workdir
+  report = workdir / "REPRODUCTION.md"
+  assert f"Wrote {report}" in out
+  text = report.read_text()
+  assert "`experiments.moons`" in text and text.count("**Pending**") == 7
+  figures = _figures(text)
+  assert figures and all(f.startswith("reproduction/moons_") for f in figures)
+  assert all((workdir / f).is_file() for f in figures)
+
+  # writing the repository's copy is an explicit act (the finished section is reused)
+  out = _reproduce(checkout, workdir, "--config.output=REPRODUCTION.md")
+  assert "finished earlier" in out
+  text = (checkout / "REPRODUCTION.md").read_text()
+  assert text != COMMITTED and "`experiments.moons`" in text
+  assert "--config.output=REPRODUCTION.md" in text  # the command that wrote it
+  assert all((checkout / f).is_file() and (checkout / f).read_bytes() != FIGURE
+             for f in _figures(text))
