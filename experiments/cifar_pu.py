@@ -228,6 +228,8 @@ def validate(config) -> list[tuple[str, float, str, str]]:
   if config.image_size is not None:
     common.require(config.dataset != "cifar", "image_size", config.image_size,
                        "applies to synthetic and digits only (CIFAR is 32×32); unset it")
+    common.require(isinstance(config.image_size, int) and config.image_size >= 8,
+                   "image_size", config.image_size, "must be an integer >= 8 (or unset)")
   models.get("cifar_cnn", 2, **config.model_options)
   keys = list(thesis_rows.TABLE1_KEYS)
   chosen = common.names(config.rows)

@@ -2,7 +2,8 @@
 
 An experiment is `run(config, workdir) -> cells` (`experiments/<name>.py`),
 with `config` an `ml_collections.ConfigDict` from
-`experiments/configs/<name>.py` (or any mapping with the same fields). This
+`experiments/configs/<name>.py` (wrap a plain dict in `ConfigDict(...)`:
+the experiments read fields as attributes). This
 module holds the parts that do not depend on which experiment runs:
 
 - `claim_workdir`: writes the resolved config to `workdir/config.json`, and

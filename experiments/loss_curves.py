@@ -18,8 +18,11 @@ from experiments import common
 
 def run(config, workdir: str) -> list:
   """Draws Fig. 2 into `workdir/loss_curves.png`; returns [] (no table cells)."""
+  for field in ("logit_min", "logit_max"):
+    common.require(isinstance(config[field], (int, float)) and np.isfinite(config[field]),
+                   field, config[field], "must be a finite number")
   common.require(config.logit_min < config.logit_max, "logit_min", config.logit_min,
-                     f"must be below logit_max ({config.logit_max})")
+                 f"must be below logit_max ({config.logit_max})")
   common.require_positive_int(config, "points")
   common.claim_workdir(workdir, config, experiment="loss_curves")
   from jaxpu.thesis import figures  # pylint: disable=g-import-not-at-top

@@ -72,6 +72,7 @@ def selected(config) -> list[str]:
 def validate(config) -> list[str]:
   """Checks every experiment's config before any of them runs; returns the selection."""
   names = selected(config)
+  common.check_common(config)  # the shared seed and repeats, named as such
   for name in names:
     module = _module(name)
     if hasattr(module, "validate"):

@@ -67,7 +67,6 @@ class TrainSpec:
     first_loss, first_loss_kwargs, first_loss_steps: an optional first stage
       trained with another loss (the thesis starts hard bootstrapping after a
       few epochs of class-weighted training, §4).
-    log_every: steps between logged training losses.
     the settings: see `SETTINGS` (each field's doc) and `jaxpu.train.make_optimizer`.
   """
   model: str
@@ -78,7 +77,6 @@ class TrainSpec:
   first_loss: Optional[str] = None
   first_loss_kwargs: tuple = ()
   first_loss_steps: int = 0
-  log_every: int = 50
   model_options: tuple = ()
   optimizer: str = _setting("adam", f"one of {OPTIMIZERS}")
   learning_rate: float = _setting(1e-3, "base (peak) learning rate")
@@ -96,6 +94,7 @@ class TrainSpec:
   checkpoint_every: int = _setting(100, "steps between checkpoints and snapshot scores")
   keep: int = _setting(5, "checkpoints kept (the last `keep` snapshots are reported)")
   loss_reduction: str = _setting("mean", f"one of {LOSS_REDUCTIONS} (jaxpu.train.objective)")
+  log_every: int = _setting(50, "steps between logged training losses (and divergence checks)")
 
   def __post_init__(self):
     for name in ("loss_kwargs", "first_loss_kwargs", "model_options"):
@@ -104,8 +103,11 @@ class TrainSpec:
         object.__setattr__(self, name, tuple(sorted(value.items())))
     for name in ("lr_mults", "wd_mults"):
       value = getattr(self, name)
-      if value is not None:
-        object.__setattr__(self, name, _pairs(name, value))
+      if isinstance(value, (tuple, list)) and value and all(v is None for v in value):
+        value = None  # `--config.x.wd_mults=None` arrives as (None,) for a tuple field
+      if name == "lr_mults" and value is None:
+        value = ()
+      object.__setattr__(self, name, None if value is None else _pairs(name, value))
     self.validate()
 
   def validate(self) -> None:

@@ -103,6 +103,21 @@ def data_spec(data: Mapping[str, Any], dataset: str):
   both (None: the dataset's default).
   """
   from jaxpu.data import pipeline  # pylint: disable=g-import-not-at-top
+  for key in ("downsample", "image_size"):
+    value = data.get(key)
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int)
+                              or value < 1):
+      raise ValueError(f"--config.data.{key}={value!r}: must be a positive integer (or unset "
+                       "for the dataset's default).")
+  for key, value in dict(data.get("synthetic") or {}).items():
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int)
+                              or value < 1):
+      raise ValueError(f"--config.data.synthetic.{key}={value!r}: must be a positive integer "
+                       "(or unset).")
+  preprocessing = data.get("preprocessing")
+  if preprocessing is not None and preprocessing not in pipeline.PREPROCESSINGS:
+    raise ValueError(f"--config.data.preprocessing={preprocessing!r}: choose one of "
+                     f"{pipeline.PREPROCESSINGS}.")
   options: dict[str, Any] = dict(name=dataset, data_dir=data.get("data_dir"))
   if dataset == "voc":
     options["manual_dir"] = data.get("manual_dir")

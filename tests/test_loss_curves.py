@@ -48,3 +48,12 @@ def test_run_writes_png(tmp_path, capsys):
   config.logit_min = 6.0
   with pytest.raises(ValueError, match=r"--config\.logit_min=6\.0: must be below logit_max"):
     loss_curves.run(config, str(workdir))
+
+
+def test_a_nan_logit_bound_is_named(tmp_path):
+  from experiments import loss_curves  # pylint: disable=g-import-not-at-top
+  from experiments.configs import loss_curves as loss_curves_config  # pylint: disable=g-import-not-at-top
+  config = loss_curves_config.get_config("smoke")
+  config.logit_max = float("nan")
+  with pytest.raises(ValueError, match=r"--config\.logit_max=nan: must be a finite number"):
+    loss_curves.run(config, str(tmp_path / "w"))

@@ -370,3 +370,12 @@ def test_shape_checks_stay_on_when_chex_asserts_are_disabled():
       losses.masked_mean(jnp.zeros((2, 3)), jnp.ones((2, 1), bool))
   finally:
     chex.enable_asserts()
+
+
+def test_a_fractional_negative_class_is_refused_not_truncated():
+  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+  from jaxpu import losses  # pylint: disable=g-import-not-at-top
+  logits, labels = jnp.zeros((4, 3)), jnp.array([0, 1, 2, 1])
+  with pytest.raises(ValueError, match=r"negative_class must be an integer class index in "
+                                       r"\[0, 3\), got 1\.7"):
+    losses.softmax_negative(logits, labels, negative_class=1.7)

@@ -273,3 +273,13 @@ def test_get_errors_name_the_problem():
     models.get("fcn_small", 2, widht=0.5)
   with pytest.raises(ValueError, match="num_classes"):
     models.get("mlp", 0)
+
+
+@pytest.mark.parametrize("name,options,message", [
+    ("mlp", {"hidden": (0, 6)}, r"hidden=\(0, 6\) must be one or more positive"),
+    ("fcn_small", {"dropout_rate": 1.5}, r"dropout_rate=1\.5 must be in \[0, 1\)"),
+    ("fcn_small", {"width": 0.0}, r"width=0\.0 must be a number > 0"),
+])
+def test_bad_model_options_are_named_before_any_jax_work(name, options, message):
+  with pytest.raises(ValueError, match=message):
+    models.get(name, 2, **options)

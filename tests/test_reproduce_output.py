@@ -12,6 +12,8 @@ import re
 import subprocess
 import sys
 
+import pytest
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 COMMITTED = "# The committed report\n"
 FIGURE = b"the committed figure"
@@ -66,3 +68,12 @@ def test_report_goes_to_the_workdir_and_the_committed_one_is_written_only_when_a
   assert "--config.output=REPRODUCTION.md" in text  # the command that wrote it
   assert all((checkout / f).is_file() and (checkout / f).read_bytes() != FIGURE
              for f in _figures(text))
+
+
+def test_zero_repeats_are_blamed_on_the_shared_field():
+  from experiments import reproduce  # pylint: disable=g-import-not-at-top
+  from experiments.configs import reproduce as reproduce_config  # pylint: disable=g-import-not-at-top
+  config = reproduce_config.get_config("smoke")
+  config.repeats = 0
+  with pytest.raises(ValueError, match=r"^--config\.repeats=0: must be a positive integer"):
+    reproduce.validate(config)

@@ -145,6 +145,8 @@ def test_a_config_section_is_the_specs_settings_and_errors_name_the_flag():
     runs.TrainSpec.from_config(dict(section, learning_rte=1.0), "train", **model)
   with pytest.raises(ValueError, match=r"Unknown training settings \['bias_lr_mult'\]"):
     config_common.training(bias_lr_mult=2.0)
+  # The command line gives `--config.train.wd_mults=None` as (None,): the default again.
+  assert runs.TrainSpec(**model, **dict(section, batch_size=8, wd_mults=(None,))).wd_mults is None
 
 
 def test_cut_last_snapshot_line_is_skipped_with_a_warning(tmp_path, caplog):
@@ -224,3 +226,20 @@ def test_binary_segmentation_scores():
   assert scores["foreground_recall"] == pytest.approx(0.75)
   assert scores["mean_recall"] == pytest.approx((0.8 + 0.75) / 2)
   assert scores["overall_accuracy"] == pytest.approx(110 / 140)
+
+
+def test_a_diverged_training_stops_naming_the_run_and_the_step(tmp_path):
+  """A non-finite loss is an error naming the run, the step and the likely setting; no
+  checkpoint or result of the diverged state is kept."""
+  spec = _spec(optimizer="sgd", learning_rate=1e4, steps=40)
+  with pytest.raises(train_lib.TrainingDiverged) as info:
+    _train(spec, tmp_path / "boom")
+  message = str(info.value)
+  assert str(tmp_path / "boom") in message and "learning rate" in message
+  assert "by step" in message
+  assert not (tmp_path / "boom" / "done.json").exists()
+  folder = tmp_path / "boom" / "checkpoints"
+  steps = [name for name in os.listdir(folder) if name.isdigit()] if folder.exists() else []
+  for step in steps:  # any checkpoint kept holds finite parameters only
+    params = runs.checkpoint.restore_params(str(tmp_path / "boom"), int(step))
+    assert all(np.all(np.isfinite(x)) for x in jax.tree.leaves(params))

@@ -83,7 +83,7 @@ def test_equivalence_outcomes():
   assert p.p_equivalent == pytest.approx(p_equivalent) and p_equivalent < 0.05
   assert -M < p.ci_low < p.ci_high < M
   assert claims.judge_difference(p, "≈") == claims.EQUIVALENT
-  assert "p(|d| < 0.02) = " in p.summary("≈")
+  assert "p(d within ±0.02) = " in p.summary("≈")
   # A small but consistent difference is both "a > b" and "a ≈ b".
   a, b = [0.510, 0.511, 0.509], [0.50, 0.50, 0.50]
   assert claims.judge_difference(claims.paired(a, b), ">") == claims.SUPPORTED
@@ -96,7 +96,7 @@ def test_equivalence_outcomes():
     assert p.p_different == pytest.approx(p_different) and p_different < 0.05
     assert p.ci_low > M or p.ci_high < -M
     assert claims.judge_difference(p, "≈") == claims.DIFFERENT
-    assert f"p(|d| > {M:g}) = " in p.summary("≈")
+    assert f"p(d outside ±{M:g}) = " in p.summary("≈")
   # d = (0.05, -0.04, 0.02): the CI overlaps the margins: neither.
   a, b = [0.45, 0.36, 0.42], [0.40, 0.40, 0.40]
   p = claims.paired(a, b)
@@ -203,7 +203,7 @@ def test_judges_follow_the_paired_numbers():
   # d = (0, 0.01, 0): the 90 % CI lies inside ±0.02.
   recovers = verdicts["sigmoid_recovers_transfer"]
   assert recovers.status == claims.SUPPORTED
-  assert "90% CI" in recovers.evidence and "p(|d| < 0.02)" in recovers.evidence
+  assert "90% CI" in recovers.evidence and "p(d within ±0.02)" in recovers.evidence
   assert "n = 3" in recovers.evidence and "equivalent" in recovers.evidence
   assert "0.453 ± 0.015" in recovers.evidence  # mean ± sample std (ddof 1) of a cell
   assert verdicts["false_positives_harmless"].status == claims.NOT_MEASURED
@@ -290,3 +290,7 @@ def test_the_rule_states_the_tests():
     assert words in claims.RULE, words
   assert claims.ALPHA == 0.05 and claims.EQUIVALENCE_MARGIN == 0.02
 
+
+def test_evidence_fits_a_markdown_table_cell():
+  p = claims.paired([0.5, 0.52, 0.51], [0.5, 0.51, 0.52])
+  assert "|" not in p.summary("≈") and "|" not in p.summary(">") and "|" not in str(p)

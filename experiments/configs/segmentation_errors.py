@@ -27,6 +27,10 @@ def get_config(arg=None):
   # The transfer experiments' model, data and training recipes at this scale.
   config = common.sibling(__file__, "transfer").get_config(scale)
   del config["tables"], config["folds"], config["pretrain_multiclass"]
+  # Its own repeats (3, the thesis' number) and one fine-tuning per pre-training, not the
+  # main job's powered design (experiments.transfer_variance).
+  del config["finetune_draws"], config["imagenet_weights"]
+  config.repeats = 1 if scale == "smoke" else 3
   config.fold = 1
   # Boundary noise: every chosen object eroded or dilated by 1..3 pixels;
   # coarse outlines: every chosen object replaced by its bounding box.

@@ -161,9 +161,10 @@ def check_multiclass(name: str, logits, labels, where,
     assert_shape(class_weights, (num_classes,),
                  f"{name}: class_weights must have shape ({num_classes},), one "
                  f"weight per class, got shape {jnp.shape(class_weights)}.")
-  if not 0 <= negative_class < num_classes:
-    raise ValueError(f"{name}: negative_class must be in [0, {num_classes}), "
-                     f"got {negative_class}.")
+  if (isinstance(negative_class, bool) or not isinstance(negative_class, (int, np.integer))
+      or not 0 <= negative_class < num_classes):
+    raise ValueError(f"{name}: negative_class must be an integer class index in "
+                     f"[0, {num_classes}), got {negative_class!r}.")
   check_labels(name, labels, where, num_classes)
 
 
@@ -320,9 +321,11 @@ def _checked(formula: Callable, *, multiclass: bool, batch_level: bool,
     if multiclass:
       negative_class = 0
       if has_negative_class:
-        negative_class = given["negative_class"] = int(given["negative_class"])
+        negative_class = given["negative_class"]
       check_multiclass(name, logits, labels, where, given.get("class_weights"),
                        negative_class)
+      if has_negative_class:
+        given["negative_class"] = int(negative_class)  # static: a plain int
     else:
       check_binary(name, logits, labels, where)
     for param in params:  # class_weights: shape [C], checked above.

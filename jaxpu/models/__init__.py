@@ -20,6 +20,7 @@ NHWC images (`[B, D]` features for `mlp`), outputs float32 logits
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import flax.linen as nn
 
@@ -45,4 +46,24 @@ def get(name: str, num_classes: int, **options) -> nn.Module:
                      f"{sorted(allowed)}.")
   # tuples keep the module hashable, so jaxpu.train can cache its compiled steps
   options = {k: tuple(v) if isinstance(v, list) else v for k, v in options.items()}
+  _check_options(name, options)
   return cls(num_classes=num_classes, **options)
+
+
+def _is_number(value) -> bool:
+  return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _check_options(name: str, options) -> None:
+  """The common options' ranges, so a bad value fails here and not inside flax or jax."""
+  rate = options.get("dropout_rate")
+  if rate is not None and not (_is_number(rate) and 0 <= rate < 1):
+    raise ValueError(f"Model {name!r}: dropout_rate={rate!r} must be in [0, 1).")
+  width = options.get("width")
+  if width is not None and not (_is_number(width) and width > 0):
+    raise ValueError(f"Model {name!r}: width={width!r} must be a number > 0.")
+  hidden = options.get("hidden")
+  if hidden is not None and not (isinstance(hidden, tuple) and hidden and all(
+      isinstance(h, int) and not isinstance(h, bool) and h >= 1 for h in hidden)):
+    raise ValueError(f"Model {name!r}: hidden={hidden!r} must be one or more positive "
+                     "layer widths, e.g. hidden=(6, 6).")

@@ -135,7 +135,7 @@ class Paired:
     Without `expected` p is the two-sided test's. With `expected` (">" or "≈") it is
     the p of the comparison's test, named: the test that decided the verdict, or the
     thesis' own hypothesis when undecided: p(d > 0) (or p(d < 0) when contradicted)
-    for ">", p(|d| < margin) (TOST; or p(|d| > margin) when different) for "≈".
+    for ">", p(d within ±margin) (TOST; or p(d outside ±margin) when different; no `|`, so the text fits a Markdown table) for "≈".
     """
     if not self.testable:
       return f"d = {self.mean:+.3f}, n = {self.n}: no test"
@@ -146,8 +146,8 @@ class Paired:
         name, p = (("p(d < 0)", self.p_less) if verdict == CONTRADICTED
                    else ("p(d > 0)", self.p_greater))
       else:
-        name, p = ((f"p(|d| > {self.margin:g})", self.p_different) if verdict == DIFFERENT
-                   else (f"p(|d| < {self.margin:g})", self.p_equivalent))
+        name, p = ((f"p(d outside ±{self.margin:g})", self.p_different) if verdict == DIFFERENT
+                   else (f"p(d within ±{self.margin:g})", self.p_equivalent))
     p_text = f"{name} = 0 (sd = 0)" if p == 0 else (
         f"{name} < 0.001" if p < 0.001 else f"{name} = {p:.3f}")
     return (f"d = {self.mean:+.3f} [{self.confidence:.0%} CI {self.ci_low:+.3f}, "

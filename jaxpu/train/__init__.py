@@ -34,6 +34,7 @@ from jaxpu.parallel import replicate
 from jaxpu.parallel import replicated_sharding
 from jaxpu.parallel import shard_batch
 from jaxpu.parallel import to_host
+from jaxpu.train.loop import TrainingDiverged
 from jaxpu.train.loop import TrainingPreempted
 from jaxpu.train.loop import fit
 from jaxpu.train.objective import LossSpec

@@ -34,6 +34,21 @@ class TrainingPreempted(SystemExit):
     self.step = step
 
 
+class TrainingDiverged(FloatingPointError):
+  """Raised by `fit` when the training loss is not finite (before any checkpoint of it)."""
+
+
+def _check_finite(losses, step: int, since: int, workdir: Optional[str]) -> None:
+  values = np.asarray([parallel.host_array(x) for x in losses], np.float64)
+  if values.size and not np.all(np.isfinite(values)):
+    where = workdir or "this run"
+    raise TrainingDiverged(
+        f"{where}: the training loss is {values[~np.isfinite(values)][0]} by step {step} "
+        f"(steps {since + 1}-{step}); training diverged and nothing from it is kept as a "
+        "result. The likely cause is the learning rate (or a loss weight, lr/wd multiplier "
+        f"or weight decay) being too large; lower it and delete {where} to train it again.")
+
+
 class _Writers:
   """TensorBoard event files + `metrics.jsonl` in the workdir (process 0 only)."""
 
@@ -181,6 +196,10 @@ def _train_loop(state, *, model, optimizer, loss_fn, train_iter_fn, num_steps, w
         state, step_metrics = step_fn(state, batch)
         pending.append(step_metrics["loss"])
 
+        checkpoint_due = (eval_every and step % eval_every == 0) or step == num_steps or (
+            manager is not None and step % manager.save_interval_steps == 0)
+        if step % log_every == 0 or checkpoint_due:  # never score or keep a diverged state
+          _check_finite(pending, step, window_step, workdir)
         if step % log_every == 0 or step == num_steps:
           loss = float(np.mean([parallel.host_array(x) for x in pending]))
           elapsed = time.perf_counter() - window_start
