@@ -208,11 +208,10 @@ def draw_examples(runner, table2_rows, rate, seed, n, path) -> str:
 def run(config, workdir: str) -> list[report.Cell]:
   """Table 2, Fig. 6 and (with `sweep`) the rate sweep of `config` into `workdir`."""
   rates = validate(config)
-  make_runner(config, workdir)  # validates the training settings before the claim
+  runner = make_runner(config, workdir)  # validates the training settings before the claim
   resolved = common.claim_workdir(workdir, config, selection=SELECTION,
                                   experiment="binary_segmentation")
   outputs = common.Outputs(workdir, resolved)
-  runner = make_runner(config, workdir)
   seeds = common.repeat_seeds(config)
   weight = config.class_weighted_negative_weight
   table2 = thesis_rows.table2_rows(config.table2_rate, weight)

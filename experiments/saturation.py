@@ -257,10 +257,9 @@ def segmentation_runner(config, workdir: str) -> seg.Runner:
                     data=seg.data_spec(config.data, config.dataset))
 
 
-def run_segmentation(config, workdir: str, out: common.Outputs,
+def run_segmentation(config, runner: seg.Runner, out: common.Outputs,
                      seeds: Sequence[int]) -> None:
   s = config.segmentation
-  runner = segmentation_runner(config, workdir)
   for rate in common.numbers(s.rates):
     for cell in grid(s):
       alpha, beta, gamma = cell
@@ -402,13 +401,13 @@ def tradeoff_panel(cells: Sequence[report.Cell], table: str, title: str) -> dict
 def run(config, workdir: str) -> list[report.Cell]:
   """Trains both grids for every rate and repeat; writes tables, summary and figures."""
   validate(config)
-  segmentation_runner(config, workdir)  # validates the training settings before the claim
+  runner = segmentation_runner(config, workdir)  # validates the settings before the claim
   resolved = common.claim_workdir(workdir, config, selection=SELECTION,
                                   experiment="saturation")
   out = common.Outputs(workdir, resolved)
   seeds = common.repeat_seeds(config)
   run_moons(config, out, seeds)
-  run_segmentation(config, workdir, out, seeds)
+  run_segmentation(config, runner, out, seeds)
 
   from jaxpu import plots  # pylint: disable=g-import-not-at-top
   moons_fig = plots.plot_heatmaps(

@@ -10,6 +10,7 @@ identities) field by field, by their dotted names (`--config.a.b`).
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import json
 import os
@@ -34,8 +35,9 @@ def write_text(path: str, text: str, *, fsync: bool = False) -> None:
         os.fsync(f.fileno())
     os.replace(temporary, path)
   except OSError as e:
-    raise OSError(e.errno, f"could not write {path}: {e.strerror or e} (disk full? the previous "
-                  f"content of the file, if any, is unchanged)") from e
+    why = "disk full" if e.errno == errno.ENOSPC else (e.strerror or str(e))
+    raise type(e)(e.errno, f"could not write {path}: {why} (the previous content of the "
+                  "file, if any, is unchanged)") from e
   finally:
     if os.path.exists(temporary):
       os.remove(temporary)

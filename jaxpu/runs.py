@@ -6,9 +6,10 @@ seed into its own folder, optionally starting from another run's checkpoint
 `checkpoint_every` steps (keeping the last `keep`, as the thesis reports the
 last five snapshots), scores each of the last `keep` snapshots on the
 evaluation data (its confusion matrix goes to `snapshots.jsonl`; earlier
-snapshots are not scored, as nothing reports them), resumes an interrupted run, and returns the
-finished result without training again when the folder already holds it
-(`done.json`): that is how one pre-training serves every table that needs it.
+snapshots are not scored, as nothing reports them), resumes an interrupted
+run, and returns the finished result without training again when the folder
+already holds it (`done.json`): that is how one pre-training serves every
+table that needs it.
 """
 
 from __future__ import annotations

@@ -31,7 +31,6 @@ from typing import Any, Callable, Iterable, Mapping, Optional, Sequence
 import jax
 import numpy as np
 
-from jaxpu import metrics
 from jaxpu import runs
 
 # ----------------------------------------------------------------------------
@@ -140,7 +139,7 @@ def data_identity(spec, data) -> dict[str, Any]:
   out = {"spec": spec.identity(), "classes": list(data.class_names),
          "image_shape": list(data.image_shape), "train_examples": data.num_train_examples,
          "eval_examples": data.num_eval_examples}
-  if getattr(data, "fingerprint", None):  # a user's folder: its content, not its path
+  if data.fingerprint:  # a user's folder: its content, not its path
     out["fingerprint"] = data.fingerprint
   return out
 

@@ -171,12 +171,15 @@ class Data:
       `"caffe"` (module docstring; `unpreprocess` inverts it).
     mean, std: the per-channel normalisation of the images, in the
       preprocessing's units (`"caffe"`: B, G, R on 0-255).
+    fingerprint: a digest of the files the examples come from where their
+      location does not fix them (a user's `folder`), else None.
   """
 
   def __init__(self, *, name, task, kind, class_names, train, evaluation, batch_size,
                eval_batch_size, seed, augment, mean, std, mesh, as_numpy,
-               preprocessing="standardize"):
+               preprocessing="standardize", fingerprint=None):
     self.name, self.task, self.kind = name, task, kind
+    self.fingerprint = fingerprint
     self.class_names = tuple(class_names)
     self.num_classes = len(self.class_names)
     self.batch_size, self.eval_batch_size = batch_size, eval_batch_size

@@ -451,13 +451,11 @@ def make_segmentation_data(spec: SegmentationSpec, *, mesh=None, as_numpy: bool 
                 num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     return _materialise(ds)
 
-  data = Data(name=name, task=task, kind="segmentation", class_names=class_names,
+  return Data(name=name, task=task, kind="segmentation", class_names=class_names,
               train=prepare(train_split, True), evaluation=prepare(eval_split, False),
               batch_size=batch_size, eval_batch_size=spec.eval_batch_size or batch_size,
               seed=seed, augment=spec.augment, mean=mean, std=std, mesh=mesh, as_numpy=as_numpy,
-              preprocessing=preprocessing)
-  data.fingerprint = fingerprint  # the folder dataset's content digest (None otherwise)
-  return data
+              preprocessing=preprocessing, fingerprint=fingerprint)
 
 
 def _segmentation_corruption(corruption, noise_seed, selected, target) -> Callable | None:

@@ -5,7 +5,7 @@ Figures are drawn on ``matplotlib.figure.Figure`` objects directly (no
 Figures of the experiments beyond the thesis are in `jaxpu.plots`.
 """
 
-from typing import Dict, Optional, Sequence, Tuple
+from typing import Dict, Optional, Tuple
 
 import jax
 import jax.numpy as jnp

@@ -39,7 +39,8 @@ class TrainingDiverged(FloatingPointError):
 
 
 def _check_finite(losses, step: int, since: int, workdir: Optional[str]) -> None:
-  values = np.asarray([parallel.host_array(x) for x in losses], np.float64)
+  """Raises `TrainingDiverged` unless every loss (host values) since step `since` is finite."""
+  values = np.asarray(losses, np.float64)
   if values.size and not np.all(np.isfinite(values)):
     where = workdir or "this run"
     raise TrainingDiverged(
@@ -199,9 +200,10 @@ def _train_loop(state, *, model, optimizer, loss_fn, train_iter_fn, num_steps, w
         checkpoint_due = (eval_every and step % eval_every == 0) or step == num_steps or (
             manager is not None and step % manager.save_interval_steps == 0)
         if step % log_every == 0 or checkpoint_due:  # never score or keep a diverged state
+          pending = [parallel.host_array(x) for x in pending]  # each value fetched once
           _check_finite(pending, step, window_step, workdir)
         if step % log_every == 0 or step == num_steps:
-          loss = float(np.mean([parallel.host_array(x) for x in pending]))
+          loss = float(np.mean(pending))
           elapsed = time.perf_counter() - window_start
           steps_per_sec = (step - window_step) / max(elapsed, 1e-9)
           eta = (num_steps - step) / steps_per_sec
