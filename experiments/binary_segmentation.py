@@ -51,6 +51,7 @@ Settings: `experiments/configs/binary_segmentation.py`.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 
 import jax
@@ -142,15 +143,24 @@ def _read_pixels(batches, params=None, apply=None):
           np.concatenate(true))
 
 
-def estimate_priors(runner, rate: float, seed: int, weight: float) -> dict[str, float]:
+def with_corruption(training: seg.Training, corruption: str | None) -> seg.Training:
+  """`training` with its labels corrupted by `corruption` instead (None: unchanged), e.g.
+  a selection-biased "unsegment_small:0.5" in place of "unsegment_objects:0.5"."""
+  return training if corruption is None else dataclasses.replace(training,
+                                                                 corruption=corruption)
+
+
+def estimate_priors(runner, rate: float, seed: int, weight: float,
+                    corruption: str | None = None) -> dict[str, float]:
   """The priors of rate `rate`, seed `seed` (module docstring), computed once.
 
   {"true π": foreground share of the background-labelled training pixels
   (complete labels), "test π": the same on the corrupted test labels, "BBE" and
   "EN e1": estimated from the LogisticLoss run's logits on the corrupted test
   split}. Stored in `workdir/priors/` and read back on later calls.
+  `corruption`: the labels' corruption (default `unsegment_objects:<rate>`).
   """
-  logistic = thesis_rows.unsegmented(rate, "LogisticLoss", weight)
+  logistic = with_corruption(thesis_rows.unsegmented(rate, "LogisticLoss", weight), corruption)
   path = os.path.join(runner.workdir, "priors", f"{logistic.key}-seed{seed}.json")
   stored = fileio.read_json(path, what="delete it to estimate the priors again")
   if stored is not None:
@@ -174,13 +184,15 @@ def estimate_priors(runner, rate: float, seed: int, weight: float) -> dict[str, 
   return out
 
 
-def sweep_training(runner, rate: float, name: str, seed: int, weight: float):
-  """The training of sweep row `name` at `rate` for repeat `seed` (nnPU: its prior)."""
+def sweep_training(runner, rate: float, name: str, seed: int, weight: float,
+                   corruption: str | None = None):
+  """The training of sweep row `name` at `rate` for repeat `seed` (nnPU: its prior).
+  `corruption`: the labels' corruption (default `unsegment_objects:<rate>`)."""
   if name in thesis_rows.TABLE2_LOSSES:
-    return thesis_rows.unsegmented(rate, name, weight)
-  found = estimate_priors(runner, rate, seed, weight)
+    return with_corruption(thesis_rows.unsegmented(rate, name, weight), corruption)
+  found = estimate_priors(runner, rate, seed, weight, corruption)
   prior = found["true π"] if name == thesis_rows.NNPU_TRUE_PRIOR else found["BBE"]
-  return thesis_rows.nnpu_unsegmented(rate, prior)
+  return with_corruption(thesis_rows.nnpu_unsegmented(rate, prior), corruption)
 
 
 def draw_examples(runner, table2_rows, rate, seed, n, path) -> str:

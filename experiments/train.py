@@ -13,7 +13,7 @@ Noisy validation labels. A user's labels are never known to be complete:
 with `dataset=folder`, and in simulation with `corrupt_eval=True` (the
 validation split gets the training corruption; its clean labels are kept),
 the validation labels are positive-unlabelled and each snapshot also gets
-the noisy-label criteria of `jaxpu.metrics` (foreground vs background; a
+the noisy-label criteria of `jaxpu.selection` (foreground vs background; a
 multiclass model's foreground is every class but 0, its foreground score
 log Σ_{k≥1} e^{f_k} − f_0):
 
@@ -105,6 +105,7 @@ from jaxpu import priors
 from jaxpu import report
 from jaxpu import runs
 from jaxpu import segmentation_runs as seg
+from jaxpu import selection
 
 DATASETS = ("synthetic", "voc", "folder")
 SELECTION = ("select_by",)  # only chooses what is reported: the run is reused
@@ -112,9 +113,8 @@ BINARY_LOSSES = losses.BINARY_LOSSES + losses.RISK_ESTIMATORS
 MULTICLASS_LOSSES = losses.MULTICLASS_LOSSES + losses.MULTICLASS_RISK_ESTIMATORS
 PRIOR_LOSSES = losses.RISK_ESTIMATORS + losses.MULTICLASS_RISK_ESTIMATORS
 BINARY_TASKS = seg.BINARY_TASKS
-COUNT_CRITERIA = ("labelled_recall", "lee_liu")
-PRIOR_CRITERIA = ("corrected_precision", "corrected_f1", "corrected_iou")
-CRITERIA = COUNT_CRITERIA + ("pu_auc",) + PRIOR_CRITERIA
+COUNT_CRITERIA, PRIOR_CRITERIA, CRITERIA = (selection.COUNT_CRITERIA, selection.PRIOR_CRITERIA,
+                                            selection.CRITERIA)
 SELECT_BY = ("last", "mean_iou") + CRITERIA
 MODEL_RUN = "model"   # WORKDIR/runs/model (jaxpu.predict.TRAIN_RUN)
 PRIOR_RUN = "prior-logistic"
@@ -362,29 +362,11 @@ def _check_init(config) -> tuple[Optional[str], tuple]:
 # ----------------------------------------------------------------------------
 
 
-def foreground_counts(cm) -> np.ndarray:
-  """`metrics.noisy_counts` (n, n_ŷ, n_s, n_sŷ) of the foreground from a confusion matrix
-  against the noisy labels (rows: label, columns: prediction; class 0 = background)."""
-  cm = np.asarray(cm, np.int64)
-  return np.asarray([cm.sum(), cm[:, 1:].sum(), cm[1:, :].sum(), cm[1:, 1:].sum()])
-
-
-def criteria(cm, prior_u: Optional[float]) -> dict[str, float]:
-  """The noisy-label criteria of a confusion matrix against the noisy labels (module doc)."""
-  counts = foreground_counts(cm)
-  prior = None
-  if prior_u is not None and counts[0] > 0:
-    prior = metrics.prior_of_valid_pixels(counts, prior_u)
-    prior = prior if prior > 0 else None
-  found = metrics.criteria_from_counts(counts, prior)
-  out = {k: found[k] for k in COUNT_CRITERIA}
-  if prior is not None:
-    out.update({f"corrected_{k}": found[k] for k in ("precision", "f1", "iou")})
-  return out
-
-
 def scores(cm, binary: bool) -> dict[str, float]:
   return runs.binary_segmentation_scores(cm) if binary else metrics.segmentation_scores(cm)
+
+
+criteria = selection.criteria
 
 
 def make_score_fn(plan: Plan, prior_u: Optional[float]):
@@ -399,38 +381,19 @@ def make_score_fn(plan: Plan, prior_u: Optional[float]):
   return score_fn
 
 
-def foreground_score(logits: np.ndarray, binary: bool) -> np.ndarray:
-  """The foreground logit: f (binary) or log Σ_{k≥1} e^{f_k} − f_0."""
-  if binary:
-    return logits[..., 0]
-  return np.logaddexp.reduce(logits[..., 1:], axis=-1) - logits[..., 0]
-
-
 def weight_scores(result: runs.RunResult, data, steps, plan: Plan) -> dict[int, dict]:
   """Per kept snapshot: the confusion matrix against the clean labels and the PU AUC."""
   apply = predict_lib.apply_fn(result.spec.build_model())
-  size = 2 if plan.binary else result.spec.num_classes
+  clean_key = None if plan.scores_key == "label" else plan.scores_key
   out = {}
   for step in steps:
-    params = result.params(step)
-    cm = np.zeros((size, size), np.int64)
-    fg, labelled = [], []
-    for batch in data.eval_iter():
-      logits = np.asarray(apply(params, batch["image"]), np.float32)
-      pred = ((logits[..., 0] > 0) if plan.binary else np.argmax(logits, -1)).astype(np.int32)
-      if plan.scores_key != "label":
-        clean = np.asarray(batch[plan.scores_key])
-        cm += np.asarray(metrics.confusion_matrix(pred, clean, size, where=clean != 255))
-      if plan.noisy_eval:
-        label = np.asarray(batch["label"])
-        valid = label != 255
-        fg.append(foreground_score(logits, plan.binary)[valid])
-        labelled.append((label[valid] != 0).astype(np.int32))
+    found = selection.evaluate(apply, result.params(step), data.eval_iter(),
+                               num_classes=result.spec.num_classes, clean_key=clean_key)
     entry = {}
-    if plan.scores_key != "label":
-      entry["clean_cm"] = cm.tolist()
+    if clean_key is not None:
+      entry["clean_cm"] = found["clean_cm"]
     if plan.noisy_eval:
-      entry["pu_auc"] = float(metrics.pu_auc(np.concatenate(fg), np.concatenate(labelled)))
+      entry["pu_auc"] = found["pu_auc"]
     out[int(step)] = entry
   return out
 

@@ -233,21 +233,6 @@ def test_folder_models_with_corruption(user_folder, tmp_path, loss, changes):
 # ----------------------------------------------------------------------------
 
 
-def test_criteria_from_the_confusion_matrix_equal_the_pixel_criteria():
-  rng = np.random.default_rng(0)
-  labels = rng.integers(0, 4, (2, 16, 16))
-  labels[0, :2] = 255
-  pred = rng.integers(0, 4, labels.shape)
-  cm = np.asarray(metrics.confusion_matrix(pred, labels, 4, where=labels != 255))
-  noisy = np.where(labels == 255, 255, labels > 0).astype(np.int32)
-  counts = np.asarray(metrics.noisy_counts(pred > 0, noisy))
-  np.testing.assert_array_equal(train.foreground_counts(cm), counts)
-  found = train.criteria(cm, 0.2)
-  expected = metrics.criteria_from_counts(counts, metrics.prior_of_valid_pixels(counts, 0.2))
-  assert found["lee_liu"] == pytest.approx(expected["lee_liu"])
-  assert found["corrected_f1"] == pytest.approx(expected["f1"])
-
-
 def test_palette_is_the_voc_colour_map():
   colours = predict.palette()
   assert colours.shape == (256, 3)

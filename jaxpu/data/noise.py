@@ -58,6 +58,41 @@ object, so the band it adds lies outside the void band ringing VOC and
 synthetic objects. Erosion (and, rarely, the 1/f version or a cut of a tiny
 object) can remove an object entirely.
 
+Selection-biased unsegmentation (beyond the thesis: annotators miss small,
+faint and border-cut objects, not random ones; "selected at random", SAR,
+instead of SCAR). Object i is unsegmented iff u_i < P_i, with u_i
+`unsegment_objects`' own draw (same key: with the same seed an object
+unsegmented by `unsegment_objects:p` is one with u_i < p, so the two
+corruptions are coupled, common random numbers for paired comparisons) and
+
+    P_i = σ(b + s·z_i),   z_i = (x_i - mean x) / std x,
+
+x_i the object's feature, mean and std (ddof 0) over every object of the
+training split, s a fixed slope, and the intercept b solved (bisection;
+mean P is increasing in b) so that mean_i P_i = p over those objects: the
+expected fraction of unsegmented training objects is exactly p, as with
+`unsegment_objects:p` (`calibrate`, `solve_intercept`). The logit s·z has
+standard deviation |s| = 2 over the objects for every mechanism:
+
+| string | feature x_i (`object_feature`) | s |
+|---|---|---|
+| `unsegment_small:p` | "log_area": log of the object's non-void pixel count | -2 (small objects missed more) |
+| `unsegment_faint:p` | "contrast": abs(mean intensity inside − mean intensity of the ring) / std of the image's intensity | -2 (faint objects missed more) |
+| `unsegment_border:p` | "border": 1 if the object touches the image border, else 0 | +2 (border objects missed more) |
+
+Intensity is the mean of the R, G, B values / 255; the ring is the
+background pixels (label 0, no object) within `RING` (3) pixels
+(Chebyshev) of the object after crossing its void band (`dilate`), the
+image's std is over all its pixels (a feature of 0 when the ring is empty or
+the image constant). An object touches the border when one of its non-void
+pixels lies on the outermost row or column, or next to (3×3) padding
+(void pixels outside every object: VOC's padding to a square; the synthetic
+data has none, its void is the band around objects). A feature constant over
+the split (std 0) gives z = 0: every P_i = p. The calibration is
+dataset-level: `jaxpu.data.pipeline` computes every training object's
+feature once (`dataset_features`, cached per data selection), solves b
+(`calibrate`) and maps `unsegment_selected` over the examples.
+
 `subsample(example, fraction, seed)` is a filter predicate keeping each
 training example with probability `fraction`, keyed the same way.
 
@@ -79,6 +114,8 @@ objects become background instead (for multi-object images).
 
 from __future__ import annotations
 
+import dataclasses
+import math
 import zlib
 from typing import Mapping
 
@@ -441,6 +478,174 @@ def coarse_outlines(example: dict, rate: float, seed: int, size="box") -> dict:
   coarse = bounding_boxes(masks) if size == "box" else coarsen(masks, size)
   new = tf.where((u < rate)[:, None, None], coarse, masks)
   return set_object_masks(example, masks, new)
+
+
+# ----------------------------------------------------------------------------
+# Selection-biased unsegmentation (beyond the thesis): small, faint and
+# border-cut objects are missed more often, at the same expected rate.
+# ----------------------------------------------------------------------------
+
+# Corruption name -> (feature, slope s of P_i = σ(b + s·z_i)).
+SELECTION_BIASES = {"unsegment_small": ("log_area", -2.0),
+                    "unsegment_faint": ("contrast", -2.0),
+                    "unsegment_border": ("border", 2.0)}
+FEATURES = ("log_area", "contrast", "border")
+RING = 3  # width in pixels of the background ring of the contrast measure
+
+
+def _sigmoid(x):
+  """σ(x) = (1 + tanh(x/2)) / 2: exact at ±inf (NumPy or TF)."""
+  if isinstance(x, tf.Tensor):
+    return 0.5 * (1.0 + tf.tanh(0.5 * x))
+  return 0.5 * (1.0 + np.tanh(0.5 * np.asarray(x, np.float64)))
+
+
+def _masked_mean(values, masks):
+  """Mean of `values` [H, W] over each mask of `masks` [n, H, W] (0 for an empty mask)."""
+  weight = tf.cast(masks, tf.float32)
+  count = tf.reduce_sum(weight, axis=[1, 2])
+  return tf.math.divide_no_nan(tf.reduce_sum(weight * values[None], axis=[1, 2]), count), count
+
+
+def object_feature(example: dict, feature: str) -> tf.Tensor:
+  """float32 `[n]`: `feature` of each object of `example` (module docstring).
+
+  "log_area": log max(area, 1), area = the object's non-void pixels;
+  "contrast": |m_in - m_ring| / std(intensity), intensity = mean RGB / 255,
+  m_ring over the background within `RING` pixels of the object beyond its
+  void band (0 for an empty ring or a constant image); "border": 1.0 if a
+  non-void pixel of the object is on the image border or next to padding
+  (void outside every object), else 0.0.
+  """
+  if feature not in FEATURES:
+    raise ValueError(f"Unknown object feature {feature!r}; choose one of {list(FEATURES)}.")
+  _check_objects(example, f"object_feature({feature!r})")
+  masks = object_masks(example)
+  if feature == "log_area":
+    area = tf.reduce_sum(tf.cast(masks, tf.float32), axis=[1, 2])
+    return tf.math.log(tf.maximum(area, 1.0))
+  label = tf.cast(example["label"], tf.int32)
+  instances = tf.cast(example["instances"], tf.int32)
+  if feature == "border":
+    padding = (label == VOID) & (instances == 0)
+    outside = tf.pad(padding, [[1, 1], [1, 1]], constant_values=True)
+    near = _grow(outside[None])[0, 1:-1, 1:-1]
+    return tf.cast(tf.reduce_any(masks & near[None], axis=[1, 2]), tf.float32)
+  if "image" not in example:
+    raise ValueError("object_feature('contrast') needs the example's 'image'.")
+  intensity = tf.reduce_mean(tf.cast(example["image"], tf.float32), axis=-1) / 255.0
+  n = tf.shape(masks)[0]
+  background = (label == 0) & (instances == 0)
+  ring = dilate(masks, tf.fill([n], RING), RING, tf.equal(label, VOID)) & background[None]
+  inside, _ = _masked_mean(intensity, masks)
+  around, ring_size = _masked_mean(intensity, ring)
+  spread = tf.math.reduce_std(intensity)
+  contrast = tf.math.divide_no_nan(tf.abs(inside - around), spread)
+  return tf.where(ring_size > 0, contrast, 0.0)
+
+
+def dataset_features(ds: tf.data.Dataset, feature: str, batch_size: int = 256) -> np.ndarray:
+  """float64 `[objects]`: `feature` of every object of `ds` (examples in order, objects
+  in order; `object_feature`)."""
+  values = ds.map(lambda ex: object_feature(ex, feature), num_parallel_calls=tf.data.AUTOTUNE,
+                  deterministic=True)
+  values = values.padded_batch(batch_size, padding_values=np.float32(np.nan))
+  parts = [v[~np.isnan(v)] for v in values.as_numpy_iterator()]
+  return np.concatenate(parts).astype(np.float64) if parts else np.zeros([0], np.float64)
+
+
+def solve_intercept(z, rate: float, slope: float) -> float:
+  """The b with mean_i σ(b + slope·z_i) = rate (bisection; -inf for rate 0, +inf for 1).
+
+  The mean is increasing in b, and the bracket logit(rate) ± |slope|·max|z| holds
+  the root (at its ends every term is ≤ resp. ≥ rate).
+  """
+  rate = _check_rate(rate)
+  z = np.asarray(z, np.float64)
+  if z.size == 0:
+    raise ValueError("solve_intercept needs at least one object's feature (got none): the "
+                     "training split has no objects to calibrate on.")
+  if rate in (0.0, 1.0):
+    return -math.inf if rate == 0 else math.inf
+  centre = math.log(rate / (1 - rate))
+  reach = abs(float(slope)) * float(np.max(np.abs(z)))
+  low, high = centre - reach, centre + reach
+  for _ in range(200):
+    mid = 0.5 * (low + high)
+    if mid in (low, high):
+      break
+    if np.mean(_sigmoid(mid + slope * z)) < rate:
+      low = mid
+    else:
+      high = mid
+  return 0.5 * (low + high)
+
+
+@dataclasses.dataclass(frozen=True)
+class Calibration:
+  """A calibrated selection-biased unsegmentation: P_i = σ(b + s·(x_i - mean) / std).
+
+  Attributes:
+    name: the corruption ("unsegment_small", ...; `SELECTION_BIASES`).
+    rate: p, the expected fraction of unsegmented training objects.
+    feature, slope: x and s (`SELECTION_BIASES[name]`).
+    mean, std: of x over the training objects (std 1.0 where x is constant).
+    intercept: b, solved so that the mean of P over the training objects is p.
+    num_objects: the training objects calibrated on.
+  """
+  name: str
+  rate: float
+  feature: str
+  slope: float
+  mean: float
+  std: float
+  intercept: float
+  num_objects: int
+
+  def probabilities(self, features) -> np.ndarray:
+    """P_i of objects with features x_i (NumPy, float64)."""
+    z = (np.asarray(features, np.float64) - self.mean) / self.std
+    return _sigmoid(self.intercept + self.slope * z)
+
+
+def calibrate(name: str, features, rate: float) -> Calibration:
+  """The `Calibration` of corruption `name` at rate `rate` over the training objects'
+  features `features` (`dataset_features`)."""
+  if name not in SELECTION_BIASES:
+    raise ValueError(f"Unknown selection-biased corruption {name!r}; choose one of "
+                     f"{sorted(SELECTION_BIASES)} (or unsegment_objects for objects "
+                     "missed at random).")
+  rate = _check_rate(rate)
+  feature, slope = SELECTION_BIASES[name]
+  x = np.asarray(features, np.float64).ravel()
+  if x.size == 0 or not np.all(np.isfinite(x)):
+    raise ValueError(f"{name}: calibration needs the finite {feature} of at least one "
+                     f"training object, got {x.size} value(s); does the training split "
+                     "hold objects?")
+  mean, std = float(np.mean(x)), float(np.std(x))
+  std = std if std > 0 else 1.0
+  intercept = solve_intercept((x - mean) / std, rate, slope)
+  return Calibration(name, rate, feature, slope, mean, std, intercept, int(x.size))
+
+
+def selection_probabilities(example: dict, calibration: Calibration) -> tf.Tensor:
+  """float64 `[n]`: each object's probability P_i of being unsegmented."""
+  x = tf.cast(object_feature(example, calibration.feature), tf.float64)
+  z = (x - calibration.mean) / calibration.std
+  return _sigmoid(calibration.intercept + calibration.slope * z)
+
+
+def unsegment_selected(example: dict, calibration: Calibration, seed: int) -> dict:
+  """Selection-biased unsegmentation: object i becomes background iff u_i < P_i
+  (`selection_probabilities`; u_i is `unsegment_objects`' draw of the same seed)."""
+  if not isinstance(calibration, Calibration):
+    raise TypeError(f"unsegment_selected takes a Calibration (noise.calibrate(name, "
+                    f"features, rate)), got {calibration!r}.")
+  _check_objects(example, calibration.name)
+  objects = tf.cast(example["objects"], tf.int32)
+  u = _uniforms(seed, "unsegment_objects", example["id"], tf.shape(objects)[0])
+  chosen = tf.cast(u, tf.float64) < selection_probabilities(example, calibration)
+  return set_object_classes(example, tf.where(chosen, 0, objects))
 
 
 def lookup_table(mapping: Mapping[int, int]) -> np.ndarray:

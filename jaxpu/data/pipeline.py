@@ -54,8 +54,17 @@ Labels (segmentation, `task`; fold selection §5.3.1 via `fold`/`phase`):
   default dog, `classes.false_positive_target(fold)`).
 Corruptions (`"name:rate"`): segmentation `unsegment_objects`,
 `mislabel_objects` (among the selected classes), `false_positive_objects`
-(non-target objects → the target); classification `pu_labels` (rate = the
-labelled fraction of the relevant examples). `subsample=f` keeps each
+(non-target objects → the target), the selection-biased
+`unsegment_small`, `unsegment_faint`, `unsegment_border` (small, faint or
+border-cut objects are missed more often; `noise.SELECTION_BIASES`);
+classification `pu_labels` (rate = the labelled fraction of the relevant
+examples). A selection-biased corruption is calibrated on the whole
+training split as selected (every host reads all of it), before the
+examples are corrupted: every training object's feature is computed once
+per selection and process (`selection_calibration`), and the intercept
+solved so that the expected fraction of unsegmented training objects is
+exactly the rate. A corrupted evaluation split (`corrupt_eval`) uses the
+training split's calibration. `subsample=f` keeps each
 training example with probability f (clean labels; Table 1's "50%(R+N)").
 Corruption and subsampling are seeded by `noise_seed`, shuffling and flips
 by `seed`.
@@ -84,7 +93,8 @@ from jaxpu.data.batching import check_preprocessing
 SEGMENTATION_DATASETS = ("synthetic", "voc", "folder")
 CLASSIFICATION_DATASETS = ("synthetic", "cifar", "digits", "moons")
 SEGMENTATION_CORRUPTIONS = ("unsegment_objects", "mislabel_objects",
-                            "false_positive_objects") + noise.SEGMENTATION_ERRORS
+                            "false_positive_objects") + noise.SEGMENTATION_ERRORS + tuple(
+                                noise.SELECTION_BIASES)
 CLASSIFICATION_CORRUPTIONS = ("pu_labels",)
 TASKS = ("multiclass", "binary", "categories", "random_categories:K", "target")
 
@@ -259,10 +269,11 @@ class SegmentationSpec:
       object (the thesis, single-object images) or make those objects
       "background".
     corruption: None or "unsegment_objects:p" | "mislabel_objects:p" |
-      "false_positive_objects:p" (label noise of the thesis), or a
+      "false_positive_objects:p" (label noise of the thesis), a
       segmentation error "boundary_noise:p[:k]" | "over_segment:p[:k]" |
-      "under_segment:p" | "coarse_outlines:p[:box|f]" (`jaxpu.data.noise`;
-      training split only).
+      "under_segment:p" | "coarse_outlines:p[:box|f]", or a selection-biased
+      unsegmentation "unsegment_small:p" | "unsegment_faint:p" |
+      "unsegment_border:p" (`jaxpu.data.noise`; training split only).
     noise_seed: seed of the corruption and of `subsample` (one fixed noisy
       dataset per seed).
     seed: seed of the shuffling and augmentation.
@@ -394,11 +405,11 @@ def make_segmentation_data(spec: SegmentationSpec, *, mesh=None, as_numpy: bool 
     mean, std = IMAGENET_MEAN, IMAGENET_STD
     train_split, eval_split = train_split or "train", eval_split or "seg11valid"
 
-    def load(split):
+    def load(split, shard=None):
       from jaxpu.data import voc
       return voc.segmentation_examples(split, data_dir=spec.data_dir,
                                        manual_dir=spec.manual_dir,
-                                       shard=_shard())
+                                       shard=shard or _shard())
   elif name == "folder":
     single_object = bool(single_object)
     downsample = downsample or 1
@@ -407,9 +418,9 @@ def make_segmentation_data(spec: SegmentationSpec, *, mesh=None, as_numpy: bool 
     train_split = train_split or "train"
     eval_split = eval_split or ("val" if "val" in summary.splits else "test")
 
-    def load(split):
+    def load(split, shard=None):
       return folder.segmentation_examples(split, directory=spec.directory,
-                                          data_dir=spec.data_dir, shard=_shard())
+                                          data_dir=spec.data_dir, shard=shard or _shard())
   else:
     single_object = bool(single_object)
     downsample = downsample or 1
@@ -420,9 +431,9 @@ def make_segmentation_data(spec: SegmentationSpec, *, mesh=None, as_numpy: bool 
     mean, std = SYNTHETIC_MEAN, SYNTHETIC_STD
     train_split, eval_split = train_split or "train", eval_split or "test"
 
-    def load(split):
+    def load(split, shard=None):
       return synthetic.segmentation_examples(split, config=config, data_dir=spec.data_dir,
-                                             shard=_shard())
+                                             shard=shard or _shard())
   if preprocessing == "caffe":
     mean, std = CAFFE_MEAN_BGR, (1., 1., 1.)
     fill = np.round(np.asarray(mean)[::-1])
@@ -430,10 +441,9 @@ def make_segmentation_data(spec: SegmentationSpec, *, mesh=None, as_numpy: bool 
     fill = np.round(np.asarray(mean) * 255)
   keep_fold = (noise.fold_filter(phase, fold, spec.fold_handling) if fold is not None else None)
   table = noise.lookup_table(mapping)
-  corrupt = _segmentation_corruption(corruption, noise_seed, selected, target)
 
-  def prepare(split, train):
-    ds = load(split)
+  def select(split, train, shard=None):
+    ds = load(split, shard)
     if image_size:
       ds = ds.map(lambda ex: resize_and_pad(ex, downsample, image_size, fill),
                   num_parallel_calls=tf.data.AUTOTUNE)
@@ -443,6 +453,17 @@ def make_segmentation_data(spec: SegmentationSpec, *, mesh=None, as_numpy: bool 
       ds = ds.filter(keep_fold)
     if train and subsample is not None:
       ds = ds.filter(lambda ex: noise.subsample(ex, subsample, noise_seed))
+    return ds
+
+  calibration = None
+  if corruption is not None and corruption[0] in noise.SELECTION_BIASES:
+    # The whole training split (every host the same), before any corruption.
+    calibration = _calibrate(spec, corruption,
+                             lambda: select(train_split, True, shard=(0, 1)))
+  corrupt = _segmentation_corruption(corruption, noise_seed, selected, target, calibration)
+
+  def prepare(split, train):
+    ds = select(split, train)
     if spec.with_true_label:
       ds = ds.map(lambda ex: {**ex, "true_label": ex["label"]})
     if (train or spec.corrupt_eval) and corrupt is not None:
@@ -458,13 +479,60 @@ def make_segmentation_data(spec: SegmentationSpec, *, mesh=None, as_numpy: bool 
               preprocessing=preprocessing, fingerprint=fingerprint)
 
 
-def _segmentation_corruption(corruption, noise_seed, selected, target) -> Callable | None:
+# (selection identity, feature) → the float64 feature of every training object
+# (`selection_calibration`): computed once per process.
+_TRAINING_FEATURES: dict = {}
+# Fields that do not change which training examples the corruption sees, nor them.
+_NOT_SELECTING = dict(batch_size=1, task="multiclass", corruption=None, seed=0, target=None,
+                      grouping_seed=0, augment=False, eval_split=None, eval_batch_size=None,
+                      with_true_label=False, corrupt_eval=False)
+
+
+def _selection_key(spec: SegmentationSpec, feature: str):
+  """What fixes the training objects (and their images) a calibration is computed over."""
+  neutral = dict(_NOT_SELECTING)
+  if spec.subsample is None:
+    neutral["noise_seed"] = 0  # the noise seed selects examples only through subsample
+  return spec.replace(**neutral), feature
+
+
+def _calibrate(spec: SegmentationSpec, corruption, training_split: Callable[[], Any]
+               ) -> noise.Calibration:
+  """The calibration of a selection-biased `corruption` over `training_split()`'s objects."""
+  name, rate, _ = corruption
+  feature = noise.SELECTION_BIASES[name][0]
+  key = _selection_key(spec, feature)
+  if key not in _TRAINING_FEATURES:
+    _TRAINING_FEATURES[key] = noise.dataset_features(training_split(), feature)
+  return noise.calibrate(name, _TRAINING_FEATURES[key], rate)
+
+
+def selection_calibration(spec: SegmentationSpec) -> noise.Calibration | None:
+  """The calibration `make_segmentation_data(spec)` corrupts its training split with
+  (None unless `spec.corruption` is selection-biased): the feature of every training
+  object, its mean and std, and the intercept b that makes the expected fraction of
+  unsegmented training objects the corruption's rate (`noise.calibrate`). Computed at
+  most once per selection of training examples in this process (reading the split once
+  when no data of that selection was made yet)."""
+  corruption = parse_corruption(spec.corruption, SEGMENTATION_CORRUPTIONS)
+  if corruption is None or corruption[0] not in noise.SELECTION_BIASES:
+    return None
+  key = _selection_key(spec, noise.SELECTION_BIASES[corruption[0]][0])
+  if key not in _TRAINING_FEATURES:
+    make_segmentation_data(spec, as_numpy=True)
+  return noise.calibrate(corruption[0], _TRAINING_FEATURES[key], corruption[1])
+
+
+def _segmentation_corruption(corruption, noise_seed, selected, target,
+                             calibration=None) -> Callable | None:
   if corruption is None:
     return None
   name, rate, size = corruption
   if name in noise.SEGMENTATION_ERRORS:
     corrupt = getattr(noise, name)
     return lambda ex: corrupt(ex, rate, noise_seed, size)
+  if name in noise.SELECTION_BIASES:
+    return lambda ex: noise.unsegment_selected(ex, calibration, noise_seed)
   if name == "unsegment_objects":
     return lambda ex: noise.unsegment_objects(ex, rate, noise_seed)
   if name == "mislabel_objects":
