@@ -6,8 +6,9 @@ experiment measures, where the truth is known, whether the criteria of
 `jaxpu.selection` (computed from the noisy validation labels alone) choose
 as the clean labels would:
 
-- candidates: at each unsegmented rate r (`unsegment_objects:r` on the
-  training *and* the validation labels, the same noise seed), the losses of
+- candidates: at each unsegmented rate r (`unsegment_objects:r`, or a
+  selection-biased mechanism of `mechanisms`: `unsegment_small:r` etc., on
+  the training *and* the validation labels, the same noise seed), the losses of
   `experiments.binary_segmentation`'s sweep (`losses`: logistic,
   class-weighted, sigmoid, nnPU with the true and the BBE prior) and the
   cells of `experiments.saturation`'s generalised sigmoid grid (`alphas`,
@@ -52,10 +53,13 @@ from jaxpu import predict as predict_lib
 from jaxpu import report
 from jaxpu import segmentation_runs as seg
 from jaxpu import selection
+from jaxpu.data import noise
 from jaxpu.data import pipeline
 from jaxpu.thesis import rows as thesis_rows
 
-SELECTION = ("repeats", "rates", "losses", "alphas", "betas", "gammas")
+SELECTION = ("repeats", "rates", "mechanisms", "losses", "alphas", "betas", "gammas")
+SCAR = "unsegment_objects"
+MECHANISMS = (SCAR,) + tuple(noise.SELECTION_BIASES)
 TRUTHS = {"mean_iu": "mean IU", "fg_f1": "fg F1"}
 # Criterion key → its row label (the prior-corrected ones with the BBE prior, or the true one).
 CRITERIA = {"labelled_recall": "labelled recall", "lee_liu": "Lee & Liu",
@@ -86,6 +90,10 @@ def validate(config) -> tuple[float, ...]:
   for rate in rates:
     common.require(isinstance(rate, (int, float)) and 0 < rate < 1, "rates", config.rates,
                    "every rate must be in (0, 1), e.g. --config.rates=0.5,0.7")
+  mechanisms = common.names(config.mechanisms)
+  unknown = sorted(set(mechanisms) - set(MECHANISMS))
+  common.require(bool(mechanisms) and not unknown, "mechanisms", config.mechanisms,
+                 f"choose some of {list(MECHANISMS)}")
   losses = common.names(config.losses)
   unknown = sorted(set(losses) - set(thesis_rows.SWEEP_LOSSES))
   common.require(not unknown, "losses", config.losses,
@@ -102,21 +110,24 @@ def validate(config) -> tuple[float, ...]:
   return rates
 
 
-def candidate_sets(config, runner, rate: float, seed: int) -> dict[str, list]:
-  """Candidate set → [(name, Training)] at `rate` for repeat `seed` (module docstring)."""
+def candidate_sets(config, runner, mechanism: str, rate: float, seed: int) -> dict[str, list]:
+  """Candidate set → [(name, Training)] with `mechanism` at `rate` for repeat `seed`
+  (module docstring)."""
   weight = config.class_weighted_negative_weight
-  losses = [(name, binary_segmentation.sweep_training(runner, rate, name, seed, weight))
+  corruption = f"{mechanism}:{rate:g}"
+  losses = [(name, binary_segmentation.sweep_training(runner, rate, name, seed, weight,
+                                                      corruption))
             for name in thesis_rows.SWEEP_LOSSES if name in common.names(config.losses)]
   cells = [(f"α{a:g} β{b:g} γ{g:g}", seg.binary_training(
-      f"unsegment_objects:{rate:g}", saturation.LOSS, alpha=a, beta=b, gamma=g))
+      corruption, saturation.LOSS, alpha=a, beta=b, gamma=g))
            for a, b, g in saturation.grid(config)]
   return {"losses": losses, "sigmoid grid": cells, "all": losses + cells}
 
 
-def validation_data(runner, rate: float, seed: int):
-  """The validation images with noisy labels ("label", the run's corruption and noise
+def validation_data(runner, corruption: str, seed: int):
+  """The validation images with noisy labels ("label", the runs' corruption and noise
   seed) and clean ones ("true_label"), as NumPy batches."""
-  spec = runner.data_spec(seg.binary_training(f"unsegment_objects:{rate:g}"), None, seed)
+  spec = runner.data_spec(seg.binary_training(corruption), None, seed)
   return pipeline.make_segmentation_data(spec.replace(corrupt_eval=True, with_true_label=True),
                                          as_numpy=True)
 
@@ -166,18 +177,20 @@ def run(config, workdir: str) -> list[report.Cell]:
                                   experiment="selection_criteria")
   outputs = common.Outputs(workdir, resolved)
   seeds = common.repeat_seeds(config)
+  settings = [(m, r) for m in common.names(config.mechanisms) for r in rates]
   per_repeat = len(common.names(config.losses)) + len(saturation.grid(config))
-  runner.progress = common.Progress("selection_criteria",
-                                    runner.pretrain.steps * per_repeat * len(seeds) * len(rates),
-                                    per_repeat * len(seeds) * len(rates))
+  runner.progress = common.Progress(
+      "selection_criteria", runner.pretrain.steps * per_repeat * len(seeds) * len(settings),
+      per_repeat * len(seeds) * len(settings))
   weight = config.class_weighted_negative_weight
-  for rate in rates:
-    label = f"{rate:.0%}"
+  for mechanism, rate in settings:
+    corruption = f"{mechanism}:{rate:g}"
+    label = f"{rate:.0%}" + ("" if mechanism == SCAR else f" ({mechanism})")
     values: dict = {}  # (table, row, column) → one value per repeat
     for seed in seeds:
-      priors = binary_segmentation.estimate_priors(runner, rate, seed, weight)
-      data = validation_data(runner, rate, seed)
-      sets = candidate_sets(config, runner, rate, seed)
+      priors = binary_segmentation.estimate_priors(runner, rate, seed, weight, corruption)
+      data = validation_data(runner, corruption, seed)
+      sets = candidate_sets(config, runner, mechanism, rate, seed)
       evaluated = {name: candidate_values(
           evaluation(workdir, runner.train(training, None, seed), data), priors)
                    for name, training in sets["all"]}

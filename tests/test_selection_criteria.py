@@ -73,6 +73,10 @@ def test_bad_settings_fail_before_any_work(tmp_path):
   with pytest.raises(ValueError, match="losses"):
     selection_criteria.run(config, str(tmp_path / "w"))
   config = criteria_config.get_config("smoke")
+  config.mechanisms = ("unsegment_objects", "unsegment_large")
+  with pytest.raises(ValueError, match="mechanisms.*unsegment_small"):
+    selection_criteria.run(config, str(tmp_path / "w"))
+  config = criteria_config.get_config("smoke")
   config.rates = (1.5,)
   with pytest.raises(ValueError, match="rates"):
     selection_criteria.run(config, str(tmp_path / "w"))

@@ -6,7 +6,9 @@ r"""Config of `experiments.selection_criteria` (do the noisy-label criteria choo
 Fields: `seed`, `repeats` (seeds seed + r); `rates` (the fraction of the
 objects left unsegmented, in the training and the validation labels);
 `losses` (the candidate losses: rows of `experiments.binary_segmentation`'s
-sweep); `alphas`, `betas`, `gammas` (the candidate cells of the generalised
+sweep); `mechanisms` (which objects are unsegmented: `unsegment_objects`, at random; or
+the selection-biased `unsegment_small`, `unsegment_faint`, `unsegment_border`);
+`alphas`, `betas`, `gammas` (the candidate cells of the generalised
 sigmoid loss, as in `experiments.saturation`); `class_weighted_negative_weight`;
 `model`, `model_options`, `train` and `data`, copied from
 `experiments.binary_segmentation`'s config at the same scale (the same
@@ -26,6 +28,9 @@ def get_config(arg=None):
                                                       binary.train)
   config.class_weighted_negative_weight = binary.class_weighted_negative_weight
   config.rates = (0.5, 0.7)
+  # Which objects the labels miss: at random (the default), or selection-biased
+  # (`unsegment_small`, `unsegment_faint`, `unsegment_border`; jaxpu.data.noise).
+  config.mechanisms = ("unsegment_objects",)
   config.losses = binary.sweep_losses
   s = saturation.segmentation
   config.alphas, config.betas, config.gammas = s.alphas, s.betas, s.gammas
