@@ -1,16 +1,28 @@
-"""Test set-up: four fake CPU devices (set before JAX initialises) and private caches.
+"""Test set-up: four fake CPU devices (set before JAX initialises), private caches, and the
+order in which tests start under xdist.
 
 The device-count flag is appended to a user's own `XLA_FLAGS` (not only set
 when absent), so the multi-device tests see four devices either way. XLA's
-compilation cache (shared by test runs) and the embedded dataset (one per
-test run) go to the temporary folder, never to the user's `~/.cache/jaxpu`
-or `~/tensorflow_datasets`.
+compilation cache (shared by test runs) goes to the temporary folder, never
+to the user's `~/.cache/jaxpu`; so do, one set per test run and shared by
+its xdist workers, the embedded dataset (never `~/tensorflow_datasets`) and
+the smoke-scale results that several tests check (`tests/smoke.py`).
+
+Scheduling (`-n 2`, xdist's default `--dist load`): xdist hands out one test
+at a time, except that a test file that defines a module-, class- or
+package-scoped fixture goes to one worker as a whole (the fixture is built
+once). Tests marked `heavy(seconds)` start first, the heaviest first, then
+the whole files, then the rest in file order: the long tests are spread over
+both workers instead of ending up in one worker's queue.
 """
 
+import functools
 import os
 import re
 import tempfile
 import uuid
+
+import pytest
 
 _DEVICES = "--xla_force_host_platform_device_count=4"
 _flags = re.sub(r"--xla_force_host_platform_device_count=\S+", "",
@@ -22,18 +34,79 @@ os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
 # reused by the next run: entries are keyed by the compiled program).
 _CACHE = os.path.join(tempfile.gettempdir(), f"jaxpu-tests-{os.getuid()}")
 os.environ["JAXPU_COMPILATION_CACHE"] = os.path.join(_CACHE, "xla")
-# The embedded dataset is built anew by each test run (xdist's workers share it).
-_RUN = os.environ.get("PYTEST_XDIST_TESTRUNUID") or uuid.uuid4().hex
+# One id per test run: the controller sets it before it starts the xdist
+# workers, which inherit it (so its clean-up removes what they wrote).
+_RUN = os.environ.setdefault("JAXPU_TESTS_RUN", uuid.uuid4().hex)
 os.environ["JAXPU_DATA_DIR"] = os.path.join(_CACHE, f"data-{_RUN}")
+os.environ["JAXPU_TESTS_SHARED"] = os.path.join(_CACHE, f"shared-{_RUN}")
 
 
 def pytest_configure(config):
-  del config
-  from jaxpu import runtime  # pylint: disable=g-import-not-at-top
-  runtime.enable_compilation_cache()
+  config.addinivalue_line(
+      "markers", "heavy(seconds): the test takes about `seconds` on the idle 2-core machine; "
+      "heavy tests start first, the heaviest first")
+  # xdist hands out the work units in the order of the collection (below), not by size.
+  config.option.loadscopereorder = False
+  if hasattr(config, "workerinput") or getattr(config.option, "dist", "no") == "no":
+    # The process that runs tests (not xdist's controller, which needs no JAX).
+    from jaxpu import runtime  # pylint: disable=g-import-not-at-top
+    runtime.enable_compilation_cache()
+
+
+_SHARED_FIXTURE = re.compile(r"""scope\s*=\s*["'](module|class|package)["']""")
+
+
+@functools.lru_cache(maxsize=None)
+def _file_is_one_unit(path: str) -> bool:
+  """Whether the test file defines a fixture that outlives a test (module, class or
+  package scope): its tests then run in one worker, which builds the fixture once."""
+  try:
+    with open(path, encoding="utf-8") as f:
+      return bool(_SHARED_FIXTURE.search(f.read()))
+  except OSError:
+    return False
+
+
+def _unit(rootpath, nodeid: str) -> str:
+  """The work unit of a test: its file (`_file_is_one_unit`) or the test alone."""
+  path = nodeid.split("::")[0]
+  return path if _file_is_one_unit(os.path.join(str(rootpath), path)) else nodeid
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config, log):
+  """With xdist's default `--dist load`: one test at a time, or a whole file (`_unit`), in
+  the order of the collection."""
+  if config.getvalue("dist") != "load":
+    return None  # the user chose another --dist
+  from xdist.scheduler import LoadScopeScheduling  # pylint: disable=g-import-not-at-top
+
+  class UnitScheduling(LoadScopeScheduling):
+
+    def _split_scope(self, nodeid):
+      return _unit(config.rootpath, nodeid)
+
+  return UnitScheduling(config, log)
+
+
+def _heavy_seconds(item) -> float:
+  marker = item.get_closest_marker("heavy")
+  return float(marker.args[0]) if marker else 0.0
+
+
+def pytest_collection_modifyitems(config, items):
+  """Orders the work units: heavy first (by their seconds), then whole files, then the rest
+  in collection order."""
+  units: dict[str, list] = {}
+  for item in items:
+    units.setdefault(_unit(config.rootpath, item.nodeid), []).append(item)
+  order = sorted(units.items(), key=lambda unit: (
+      -sum(_heavy_seconds(t) for t in unit[1]), unit[0] == unit[1][0].nodeid))
+  items[:] = [item for _, tests in order for item in tests]
 
 
 def pytest_unconfigure(config):
   if not hasattr(config, "workerinput"):  # the controller, after every worker finished
     import shutil  # pylint: disable=g-import-not-at-top
     shutil.rmtree(os.environ["JAXPU_DATA_DIR"], ignore_errors=True)
+    shutil.rmtree(os.environ["JAXPU_TESTS_SHARED"], ignore_errors=True)

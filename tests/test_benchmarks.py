@@ -52,6 +52,7 @@ def test_hardware_references_are_positive():
   assert bandwidth["rate"] == max(bandwidth["copy"]["rate"], bandwidth["read"]["rate"])
 
 
+@pytest.mark.heavy(6)
 def test_train_step_cli_json_and_devices(tmp_path):
   out = tmp_path / "train_step.json"
   cmd = [sys.executable, "-m", "benchmarks.train_step", "--models=mlp", "--batch_sizes=8",

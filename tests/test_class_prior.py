@@ -4,6 +4,8 @@ unsegmented-rate sweep (binary_segmentation) and in Table 1 (cifar_pu)."""
 
 import json
 import os
+import pathlib
+import shutil
 
 import numpy as np
 import pytest
@@ -15,9 +17,11 @@ from experiments.configs import binary_segmentation as binary_config
 from experiments.configs import cifar_pu as cifar_pu_config
 from experiments.configs import class_prior as class_prior_config
 from experiments import common as experiment
+from jaxpu import fileio
 from jaxpu import priors
 from jaxpu.data import pipeline
 from jaxpu.thesis import rows as thesis_rows
+from tests import smoke
 
 
 def _records(workdir):
@@ -81,11 +85,12 @@ def test_polynomial_features():
   np.testing.assert_allclose(features[:, 7], x[:, 0] ** 2 * x[:, 1])  # x² y
 
 
-def test_class_prior_smoke_estimates_the_moons_prior(tmp_path, capsys):
-  config = class_prior_config.get_config("smoke")
-  workdir = str(tmp_path / "prior")
-  class_prior.run(config, workdir)
-  assert "Class-prior estimates" in capsys.readouterr().out
+def test_class_prior_smoke_estimates_the_moons_prior(tmp_path):
+  section = smoke.section("class_prior")  # the smoke config, run once per test run
+  assert fileio.config_dict(section.config) == fileio.config_dict(
+      class_prior_config.get_config("smoke"))
+  workdir = section.workdir
+  assert "Class-prior estimates" in section.stdout
   records = {(tuple(r["row"]), r["column"]): r["values"] for r in _records(workdir)}
   assert {row for row, _ in records} == {("moons", "0.5"), ("digits", "0.5")}
   # Moons, c = 0.5, 800 points: about a third of the unlabelled are positive
@@ -115,43 +120,60 @@ def test_nnpu_training_rounds_and_bounds_its_prior():
 
 
 def test_sweep_trains_nnpu_with_the_true_and_the_estimated_prior(tmp_path):
+  # The binary_segmentation section of the smoke reproduce run (tests/smoke.py): the sweep
+  # over its rates with every sweep loss, nnPU with the true and the estimated π included.
+  section = smoke.section("binary_segmentation")
+  rates = tuple(section.config.rates)
+  assert section.config.sweep and 0.5 in rates
+  assert set(thesis_rows.SWEEP_NNPU) <= set(section.config.sweep_losses)
+  records = _records(section.workdir)
+  sweep = {tuple(r["row"]) for r in records if r["table"] == "sweep"}
+  for rate in rates:
+    label = thesis_rows.rate_label(rate)
+    assert {(label, "nnPU (true π)"), (label, "nnPU (estimated π)")} <= sweep
+  priors_by_rate = {}
+  for r in records:
+    if r["table"] == "prior":
+      priors_by_rate.setdefault(r["row"][0], {})[r["column"]] = r["values"][0]
+  assert set(priors_by_rate) == {thesis_rows.rate_label(rate) for rate in rates}
+  folders = os.listdir(os.path.join(section.workdir, "runs"))
+  for rate in rates:
+    prior = priors_by_rate[thesis_rows.rate_label(rate)]
+    assert set(prior) == set(binary_segmentation.PRIOR_SPEC.columns)
+    assert 0 < prior["true π"] < 1 and 0 <= prior["BBE"] <= 1
+    assert prior["BBE abs. err."] == pytest.approx(abs(prior["BBE"] - prior["true π"]))
+    # The nnPU runs trained with those priors (rounded), next to the LogisticLoss run
+    # that scored the held-out pixels.
+    for value in (prior["true π"], prior["BBE"]):
+      key = thesis_rows.nnpu_unsegmented(rate, value).key
+      assert f"pretrain-all-{key}-seed0" in folders
+    logistic = thesis_rows.unsegmented(rate, "LogisticLoss", 0.5).key
+    assert f"pretrain-all-{logistic}-seed0" in folders
+  assert "pretrain-all-binary-unsegment_objects0.5-logistic-seed0" in folders
+  # Resuming (a copy; the sweep at 50 % with the two nnPU rows) reads the stored priors
+  # and retrains nothing.
+  workdir = smoke.copy_workdir(section.workdir, str(tmp_path / "binary"))
   config = binary_config.get_config("smoke")
   config.sweep, config.rates, config.examples = True, (0.5,), 1
   config.sweep_losses = thesis_rows.SWEEP_NNPU
-  workdir = str(tmp_path / "binary")
-  binary_segmentation.run(config, workdir)
-  records = _records(workdir)
-  sweep = {tuple(r["row"]) for r in records if r["table"] == "sweep"}
-  assert sweep == {("50%Unseg.", "nnPU (true π)"), ("50%Unseg.", "nnPU (estimated π)")}
-  prior = {r["column"]: r["values"][0] for r in records if r["table"] == "prior"}
-  assert set(prior) == set(binary_segmentation.PRIOR_SPEC.columns)
-  assert 0 < prior["true π"] < 1 and 0 <= prior["BBE"] <= 1
-  assert prior["BBE abs. err."] == pytest.approx(abs(prior["BBE"] - prior["true π"]))
-  # The nnPU runs trained with those priors (rounded), next to the LogisticLoss run
-  # that scored the held-out pixels.
-  folders = os.listdir(os.path.join(workdir, "runs"))
-  for value in (prior["true π"], prior["BBE"]):
-    key = thesis_rows.nnpu_unsegmented(0.5, value).key
-    assert f"pretrain-all-{key}-seed0" in folders
-  assert "pretrain-all-binary-unsegment_objects0.5-logistic-seed0" in folders
-  # Resuming reads the stored priors and retrains nothing.
   before = sorted(folders)
-  binary_segmentation.run(config, workdir)
+  cells = binary_segmentation.run(config, workdir)
   assert sorted(os.listdir(os.path.join(workdir, "runs"))) == before
+  assert {c.row for c in cells if c.table == "sweep"} == {
+      ("50%Unseg.", "nnPU (true π)"), ("50%Unseg.", "nnPU (estimated π)")}
   bad = binary_config.get_config("smoke")
   bad.sweep_losses = ("nnPU",)
   with pytest.raises(ValueError, match=r"--config\.sweep_losses="):
     binary_segmentation.validate(bad)
 
 
-def test_cifar_pu_nnpu_with_the_estimated_prior(tmp_path):
-  config = cifar_pu_config.get_config("smoke")
-  config.rows = (thesis_rows.NNPU_ESTIMATED_KEY,)
-  workdir = tmp_path / "cifar_pu"
-  cifar_pu.run(config, str(workdir))
+def test_cifar_pu_nnpu_with_the_estimated_prior():
+  # The cifar_pu section of the smoke reproduce run (every Table 1 row; tests/smoke.py).
+  section = smoke.section("cifar_pu")
+  workdir = pathlib.Path(section.workdir)
   records = _records(workdir)
-  assert {tuple(r["row"]) for r in records if r["table"] == "table1"} == {
-      ("50%R+U", "nnPU (estimated π)")}
+  assert ("50%R+U", "nnPU (estimated π)") in {tuple(r["row"]) for r in records
+                                              if r["table"] == "table1"}
   prior = {r["column"]: r["values"][0] for r in records if r["table"] == "prior"}
   assert set(prior) == set(cifar_pu.PRIOR_TABLE.columns)
   # Half of the relevant half labelled: about a third of the unlabelled are relevant.
@@ -160,5 +182,20 @@ def test_cifar_pu_nnpu_with_the_estimated_prior(tmp_path):
                      / "spec.json").read_text())
   used = dict(spec["spec"]["loss_kwargs"])["prior"]
   assert used == pytest.approx(min(0.9999, max(0.0001, round(prior["BBE"], 4))))
-  # The CrossEntropy row whose scores gave the estimate was trained as a dependency.
+  # The CrossEntropy row whose scores gave the estimate was trained (here as a row of its own).
   assert (workdir / "runs" / experiment.slug("50%R+U", "CrossEntropy", 0)).is_dir()
+
+
+def test_cifar_pu_trains_the_rows_the_estimate_depends_on(tmp_path):
+  """The nnPU (estimated π) row alone: the CrossEntropy row whose scores give the estimate
+  is trained as a dependency (in a copy of the cifar_pu section without that row's run
+  folder; the nnPU run is reused)."""
+  section = smoke.section("cifar_pu")
+  workdir = smoke.copy_workdir(section.workdir, str(tmp_path / "cifar_pu"))
+  crossentropy = experiment.slug("50%R+U", "CrossEntropy", 0)
+  shutil.rmtree(os.path.join(workdir, "runs", crossentropy))
+  config = cifar_pu_config.get_config("smoke")
+  config.rows = (thesis_rows.NNPU_ESTIMATED_KEY,)
+  cells = cifar_pu.run(config, workdir)
+  assert {c.row for c in cells if c.table == "table1"} == {("50%R+U", "nnPU (estimated π)")}
+  assert os.path.isdir(os.path.join(workdir, "runs", crossentropy))

@@ -3,18 +3,35 @@
 One run per program (as a user types it; smoke configs with fields set from
 the command line), plus: importing an experiment defines no flag, and a bad
 field fails before any work with a message naming it.
+
+`python -m experiments.transfer` (the main experiment) runs in a subprocess,
+as a user runs it (so does `python -m experiments.reproduce`, whose report
+records its own command line, in tests/test_reproduce_output.py). The
+programs go through the same `experiments.cli.main` and run in-process here
+(`_main`: `runpy` runs the module as `__main__` with the command line in
+`sys.argv` from the checkout's root, as `python -m` does, an uncaught
+exception is exit status 1 with its traceback on stderr, and the program's
+flags are removed afterwards), which saves each a Python start with JAX and
+TensorFlow.
 """
 
+import contextlib
 import importlib
+import io
 import json
 import os
+import pathlib
+import runpy
 import subprocess
 import sys
+import traceback
+import warnings
 
 from absl import flags
 import pytest
 
 from experiments import reproduce
+from tests import smoke
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PROGRAMS = ("loss_curves", "noise_examples", "moons", "cifar_pu", "binary_segmentation",
@@ -32,6 +49,57 @@ def _cli(name, *args, workdir, check=True):
   return result
 
 
+@contextlib.contextmanager
+def _own_flags():
+  """Removes the flags (and their modules' entries) that the block defines."""
+  from absl import app  # pylint: disable=g-import-not-at-top
+  app.define_help_flags()  # once per process: kept
+  values = flags.FLAGS
+  names = set(values)
+  registries = (values.flags_by_module_dict(), values.flags_by_module_id_dict(),
+                values.key_flags_by_module_dict())
+  keys = [set(registry) for registry in registries]
+  try:
+    yield
+  finally:
+    for name in set(values) - names:
+      delattr(values, name)
+    for registry, before in zip(registries, keys):
+      for key in set(registry) - before:
+        del registry[key]
+
+
+def _main(name, *args, workdir, check=True):
+  """`python -m experiments.<name> --config=...:smoke --workdir=... *args`, in-process, from
+  the checkout's root (as `_cli`).
+
+  Returns (exit status, stdout, stderr)."""
+  argv = [os.path.join(REPO, "experiments", f"{name}.py"),
+          f"--config=experiments/configs/{name}.py:smoke", f"--workdir={workdir}", *args]
+  out, err = io.StringIO(), io.StringIO()
+  saved_argv, saved_cwd = sys.argv, os.getcwd()
+  sys.argv = argv
+  os.chdir(REPO)
+  try:
+    with _own_flags(), contextlib.redirect_stdout(out), contextlib.redirect_stderr(err), \
+        warnings.catch_warnings():
+      warnings.simplefilter("ignore", RuntimeWarning)  # runpy: the module is imported already
+      try:
+        runpy.run_module(f"experiments.{name}", run_name="__main__", alter_sys=True)
+        code = 0
+      except SystemExit as e:  # absl's app.run ends with sys.exit
+        code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+      except Exception:  # pylint: disable=broad-except
+        traceback.print_exc()  # as the interpreter does, to stderr, and exits with 1
+        code = 1
+  finally:
+    sys.argv = saved_argv
+    os.chdir(saved_cwd)
+  if check:
+    assert code == 0, out.getvalue()[-3000:] + err.getvalue()[-5000:]
+  return code, out.getvalue(), err.getvalue()
+
+
 def test_importing_an_experiment_defines_no_flag():
   for name in PROGRAMS:
     module = importlib.import_module(f"experiments.{name}")
@@ -41,27 +109,7 @@ def test_importing_an_experiment_defines_no_flag():
   assert not defining
 
 
-@pytest.mark.parametrize("name,args,table", [
-    ("loss_curves", ["--config.points=101"], "loss_curves.png"),
-    ("noise_examples", ["--config.corruptions=over_segment:1.0:2"], "label_corruptions.png"),
-    ("moons", ["--config.repeats=1", "--config.steps=20", "--config.checkpoint_every=10",
-               "--config.weighted_negative_weight=0.4"], "moons"),
-    ("cifar_pu", ["--config.rows=SoftmaxLoss", "--config.learning_rate=2e-3"], "table1"),
-    ("binary_segmentation", ["--config.examples=1", "--config.train.learning_rate=1e-3"],
-     "table2"),
-    ("transfer", ["--config.tables=table5", "--config.finetune.learning_rate=1e-3"], "table5"),
-    ("segmentation_errors", ["--config.losses=LogisticLoss",
-                             "--config.noises=boundary_noise:2", "--config.pretrain.steps=2",
-                             "--config.pretrain.checkpoint_every=1"], "binary"),
-    ("saturation", ["--config.moons.betas=0.5,2.0", "--config.moons.steps=20",
-                    "--config.segmentation.train.learning_rate=1e-3"], "saturation_moons"),
-    ("class_prior", ["--config.datasets=moons", "--config.l2=0.01"], "class_prior"),
-    ("train", ["--config.corruption=unsegment_objects:0.5", "--config.corrupt_eval=True",
-               "--config.select_by=lee_liu", "--config.train.learning_rate=1e-3"], "snapshots"),
-])
-def test_program_parses_its_config_and_runs(tmp_path, name, args, table):
-  workdir = tmp_path / name
-  out = _cli(name, *args, workdir=workdir).stdout
+def _check_config_and_outputs(workdir, out, args, table):
   stored = json.loads((workdir / "config.json").read_text())
   assert stored["scale"] == "smoke"
   for arg in args:  # every field set on the command line reached the config
@@ -70,7 +118,7 @@ def test_program_parses_its_config_and_runs(tmp_path, name, args, table):
     for part in field.split("."):
       node = node[part]
     if isinstance(node, list):
-      assert value == ",".join(map(str, node))
+      assert value == ",".join(map(str, node)) or (value == "()" and node == [])
     elif isinstance(node, float):
       assert node == float(value)
     else:
@@ -84,19 +132,82 @@ def test_program_parses_its_config_and_runs(tmp_path, name, args, table):
     assert "**" in out  # the tables are printed
 
 
+@pytest.mark.parametrize("name,args,table", [
+    pytest.param("loss_curves", ["--config.points=101"], "loss_curves.png"),
+    pytest.param("noise_examples", ["--config.corruptions=over_segment:1.0:2"],
+                 "label_corruptions.png"),
+    pytest.param("moons", ["--config.repeats=1", "--config.steps=20",
+                           "--config.checkpoint_every=10",
+                           "--config.weighted_negative_weight=0.4"], "moons",
+                 marks=pytest.mark.heavy(3)),
+    pytest.param("cifar_pu", ["--config.rows=SoftmaxLoss", "--config.learning_rate=2e-3"],
+                 "table1", marks=pytest.mark.heavy(2)),
+    pytest.param("binary_segmentation", ["--config.examples=1",
+                                         "--config.train.learning_rate=1e-3"], "table2",
+                 marks=pytest.mark.heavy(3)),
+    pytest.param("segmentation_errors", ["--config.losses=LogisticLoss",
+                                         "--config.noises=boundary_noise:2",
+                                         "--config.pretrain.steps=2",
+                                         "--config.pretrain.checkpoint_every=1",
+                                         "--config.transfer_levels=()"], "binary",
+                 marks=pytest.mark.heavy(3)),
+    pytest.param("saturation", ["--config.moons.betas=0.5,2.0", "--config.moons.steps=20",
+                                "--config.moons.gammas=1.0",
+                                "--config.moons.labelled_fractions=0.5",
+                                "--config.segmentation.rates=0.7",
+                                "--config.segmentation.betas=1.0",
+                                "--config.segmentation.train.learning_rate=1e-3"],
+                 "saturation_moons", marks=pytest.mark.heavy(3)),
+    pytest.param("class_prior", ["--config.datasets=moons", "--config.l2=0.01"],
+                 "class_prior", marks=pytest.mark.heavy(1)),
+    pytest.param("train", ["--config.corruption=unsegment_objects:0.5",
+                           "--config.corrupt_eval=True", "--config.select_by=lee_liu",
+                           "--config.train.learning_rate=1e-3"], "snapshots",
+                 marks=pytest.mark.heavy(2)),
+])
+def test_program_parses_its_config_and_runs(tmp_path, name, args, table):
+  workdir = tmp_path / name
+  _, out, _ = _main(name, *args, workdir=workdir)
+  _check_config_and_outputs(workdir, out, args, table)
+
+
+@pytest.mark.heavy(13)
+def test_main_experiment_runs_from_the_command_line():
+  """`python -m experiments.transfer` in a subprocess: the program as a user starts it."""
+  run = smoke.main_experiment()  # once per test run, shared
+  assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-5000:]
+  _check_config_and_outputs(pathlib.Path(run.workdir), run.stdout, run.args, "table5")
+
+
+@pytest.mark.heavy(1)
 def test_reproduce_program_writes_its_report(tmp_path):
   output = tmp_path / "R.md"
-  _cli("reproduce", "--config.only=loss_curves", f"--config.output={output}",
-       workdir=tmp_path / "w")
+  _main("reproduce", "--config.only=loss_curves", f"--config.output={output}",
+        workdir=tmp_path / "w")
   text = output.read_text()
   assert "python -m experiments.reproduce --config=experiments/configs/reproduce.py:smoke" in text
   assert text.count("**Pending**") == len(reproduce.SECTIONS) - 1
 
 
 def test_bad_field_fails_before_any_work_naming_it(tmp_path):
-  result = _cli("transfer", "--config.pretrain.steps=-3", workdir=tmp_path / "w", check=False)
-  assert result.returncode != 0
-  assert "--config.pretrain.steps=-3: must be a positive integer" in result.stderr
+  code, _, err = _main("transfer", "--config.pretrain.steps=-3", workdir=tmp_path / "w",
+                       check=False)
+  assert code != 0
+  assert "--config.pretrain.steps=-3: must be a positive integer" in err
   assert not (tmp_path / "w").exists()
-  result = _cli("moons", "--config.nope=1", workdir=tmp_path / "w", check=False)
-  assert result.returncode != 0 and "nope" in result.stderr
+  code, _, err = _main("moons", "--config.nope=1", workdir=tmp_path / "w", check=False)
+  assert code != 0 and "nope" in err
+  assert not (tmp_path / "w").exists()
+
+
+def test_in_process_programs_leave_no_flag_behind(tmp_path):
+  """`_main` removes what a program defines: the next program (and
+  test_importing_an_experiment_defines_no_flag) starts from the flags it found."""
+  from absl import app  # pylint: disable=g-import-not-at-top
+  app.define_help_flags()  # what absl's app.run defines once per process
+  before = set(flags.FLAGS)
+  _main("loss_curves", "--config.points=11", workdir=tmp_path / "a")
+  _main("loss_curves", "--config.points=21", workdir=tmp_path / "b")
+  assert set(flags.FLAGS) == before
+  assert json.loads((tmp_path / "b" / "config.json").read_text())["points"] == 21
+  assert not [m for m in flags.FLAGS.flags_by_module_dict() if "experiments" in m]

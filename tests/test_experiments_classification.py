@@ -1,7 +1,8 @@
 """The classification experiments (§5.1): Figs. 3-5 and Table 1, in-process at the smoke scale.
 
 `experiments.moons.run` and `experiments.cifar_pu.run` are called with their
-smoke configs (the command line is tested in test_cli.py). The pieces they
+smoke configs (the command line is tested in test_cli.py; the smoke runs of
+`experiments.reproduce`'s sections are shared, tests/smoke.py). The pieces they
 are made of are checked against independent facts here: the marker sizes of
 Figs. 3-4 against analytic derivatives, the 50%(R+N) subsample, and the
 multiclass PU losses through `jaxpu.train.make_loss_fn`.
@@ -9,6 +10,7 @@ multiclass PU losses through `jaxpu.train.make_loss_fn`.
 
 import json
 import os
+import pathlib
 
 import jax
 import jax.numpy as jnp
@@ -27,6 +29,8 @@ from jaxpu import report
 from jaxpu import train as train_lib
 from jaxpu.thesis import figures
 from jaxpu.thesis import paper
+from jaxpu.thesis import rows as thesis_rows
+from tests import smoke
 
 
 def _run(module, config, workdir, capsys):
@@ -55,10 +59,17 @@ def _png_size(path):
     return image.size
 
 
+@pytest.mark.heavy(4)
 def test_moons_end_to_end(tmp_path, capsys):
   config = moons_config.get_config("smoke")
   config.repeats = 2
+  # A copy of the moons section of the smoke reproduce run (tests/smoke.py, one repeat):
+  # the second repeat trains here, the first is reused.
+  section = smoke.section("moons")
+  assert fileio.config_dict(section.config) == fileio.config_dict(
+      moons_config.get_config("smoke"))
   workdir = tmp_path / "moons"
+  smoke.copy_workdir(section.workdir, str(workdir))
   records, markdown = _run(moons, config, workdir, capsys)
   _check_records(records, {"scale": "smoke", "repeats": 2, "dataset": "moons"})
   stored = json.loads((workdir / "config.json").read_text())
@@ -104,21 +115,29 @@ def test_moons_rejects_bad_settings_before_any_work(tmp_path):
   assert not (tmp_path / "w").exists()  # Nothing written, no run folder claimed.
 
 
-def test_cifar_pu_end_to_end(tmp_path, capsys):
-  # Rows that exercise a two-stage run, the nnPU prior and Fig. 5 (whose runs
-  # at 0.5 are Table 1's and are reused, not retrained).
-  config = cifar_pu_config.get_config("smoke")
-  config.rows = ("ClassWeighted", "SoftmaxLoss", "BootstrapHard", "nnPU")
-  config.fig5, config.fractions = True, (0.5,)
-  workdir = tmp_path / "cifar_pu"
-  records, markdown = _run(cifar_pu, config, workdir, capsys)
+def test_cifar_pu_end_to_end():
+  # The cifar_pu section of the smoke reproduce run (tests/smoke.py): every row of Table 1
+  # (a two-stage run, the nnPU prior, the estimated prior) and Fig. 5 at five fractions
+  # (whose runs at 0.5 are Table 1's and are reused, not retrained).
+  section = smoke.section("cifar_pu")
+  config = section.config
+  assert config.fig5 and 0.5 in config.fractions and not config.rows
+  workdir = pathlib.Path(section.workdir)
+  records = json.loads((workdir / "results.json").read_text())
+  markdown = (workdir / "results.md").read_text()
+  assert markdown in section.stdout  # The table is printed at the end.
+  assert len(section.returned) == len(records)
   _check_records(records, {"scale": "smoke", "dataset": "synthetic", "fig5": True})
+  expected = [(row.annotation(0.5), row.name) for row in thesis_rows.table1_rows(2)]
   table1 = {tuple(r["row"]) for r in records if r["table"] == "table1"}
-  assert table1 == {("50%R+U", "ClassWeighted"), ("50%R+U", "SoftmaxLoss"),
-                    ("50%R+U", "BootstrapHard"), ("50%R+U", "nnPU")}
-  assert {r["column"] for r in records} == {"acc.", "mean prec.", "mean rec.", "mean F1"}
+  assert table1 == set(expected)
+  assert {("50%R+U", "ClassWeighted"), ("50%R+U", "SoftmaxLoss"), ("50%R+U", "BootstrapHard"),
+          ("50%R+U", "nnPU")} <= table1
+  assert {r["column"] for r in records if r["table"] in ("table1", "fig5")} == {
+      "acc.", "mean prec.", "mean rec.", "mean F1"}
   fig5 = {(tuple(r["row"]), r["column"]): r["values"] for r in records if r["table"] == "fig5"}
-  assert {row for row, _ in fig5} == {("0.5", "ClassWeighted"), ("0.5", "SoftmaxLoss")}
+  assert {row for row, _ in fig5} == {(f"{f:g}", loss) for f in config.fractions
+                                      for loss in ("ClassWeighted", "SoftmaxLoss")}
   for loss in ("ClassWeighted", "SoftmaxLoss"):  # The same runs as Table 1's.
     table_value = [r["values"] for r in records
                    if r["table"] == "table1" and r["row"] == ["50%R+U", loss]
@@ -127,9 +146,8 @@ def test_cifar_pu_end_to_end(tmp_path, capsys):
   # Table 1's layout: the paper's header and row order, the extension after.
   lines = markdown.splitlines()
   header = lines.index("| annotation | loss | acc. | mean prec. | mean rec. | mean F1 |")
-  body = [line.split(" | ")[:2] for line in lines[header + 2:header + 6]]
-  assert body == [["| 50%R+U", "ClassWeighted"], ["| 50%R+U", "SoftmaxLoss"],
-                  ["| 50%R+U", "BootstrapHard"], ["| 50%R+U", "nnPU"]]
+  body = [line.split(" | ")[:2] for line in lines[header + 2:header + 2 + len(expected)]]
+  assert body == [[f"| {annotation}", name] for annotation, name in expected]
   assert "paper:" not in markdown  # The embedded data has no published numbers.
   assert _png_size(workdir / "fig5_f1_vs_labelled_fraction.png")[0] > 300
   # BootstrapHard trained its two stages; nnPU got the prior of the split.

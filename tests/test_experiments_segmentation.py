@@ -3,6 +3,7 @@ and each module end to end, in-process, at the smoke scale."""
 
 import json
 import os
+import shutil
 
 import numpy as np
 import pytest
@@ -14,6 +15,7 @@ from experiments import transfer
 from experiments.configs import binary_segmentation as binary_config
 from experiments.configs import reproduce as reproduce_config
 from experiments.configs import transfer as transfer_config
+from jaxpu import fileio
 from jaxpu import report
 from jaxpu import runs
 from jaxpu import segmentation_runs as seg
@@ -21,6 +23,7 @@ from jaxpu.data import pipeline
 from jaxpu.thesis import columns
 from jaxpu.thesis import claims
 from jaxpu.thesis import rows as thesis_rows
+from tests import smoke
 
 
 # ----------------------------------------------------------------------------
@@ -166,7 +169,8 @@ def test_own_scores_of_a_binary_run():
 
 
 # ----------------------------------------------------------------------------
-# End to end at the smoke scale, in-process.
+# End to end at the smoke scale, in-process: the sections of `experiments.reproduce`'s
+# default smoke config, each run once per test run (tests/smoke.py) and checked here.
 # ----------------------------------------------------------------------------
 
 
@@ -179,62 +183,102 @@ def _records(workdir):
   return records
 
 
-def _transfer_config(tables):
-  config = transfer_config.get_config("smoke")
-  config.tables = tables
-  return config
+def _cell_keys(cells):
+  return sorted((c.table, tuple(c.row), c.column, repr(c.values)) for c in cells)
 
 
-@pytest.fixture(scope="module")
-def transfer_workdir(tmp_path_factory):
-  workdir = str(tmp_path_factory.mktemp("transfer"))
-  cells = transfer.run(_transfer_config(("table5",)), workdir)
-  assert {c.table for c in cells} == {"table5", "pretraining"}
-  return workdir
+# CPU seconds per section (for the order the tests start in: the heaviest first).
+_SECTION_SECONDS = {"transfer": 33, "cifar_pu": 25, "binary_segmentation": 21,
+                    "segmentation_errors": 12, "saturation": 10, "moons": 4, "class_prior": 2,
+                    "loss_curves": 1}
 
 
-def test_transfer_smoke(transfer_workdir):
-  records = _records(transfer_workdir)
+@pytest.mark.parametrize("name", [pytest.param(name, marks=pytest.mark.heavy(seconds))
+                                  for name, seconds in _SECTION_SECONDS.items()])
+def test_reproduce_runs_each_section_at_smoke_scale(name):
+  """`reproduce.run` with `--config.only=<name>`: the section's status holds the default
+  smoke sub-config, its report has that section and marks the others pending, and what
+  the experiment's `run` returned is what it stored."""
+  assert set(_SECTION_SECONDS) == set(reproduce.SECTIONS)
+  section = smoke.section(name)
+  with open(section.status_path) as f:
+    status = json.load(f)
+  assert status["name"] == name and status["seconds"] >= 0
+  assert status["config"] == fileio.config_dict(reproduce_config.get_config("smoke")[name])
+  with open(os.path.join(section.root, "REPRODUCTION.md")) as f:
+    text = f.read()
+  assert f"`experiments.{name}`" in text
+  assert text.count("**Pending**") == len(reproduce.SECTIONS) - 1
+  assert f"[reproduce] {name}: done" in section.stdout
+  assert _cell_keys(section.returned) == _cell_keys(
+      report.load_results_if_any(section.workdir))  # loss_curves: a figure, no table
+  assert section.returned or name == "loss_curves"
+
+
+def _transfer_config():
+  """The transfer section's config: Tables 3, 4, 5 and Fig. 7 at the smoke scale."""
+  return smoke.reproduce_config().transfer
+
+
+def test_transfer_smoke():
+  section = smoke.section("transfer")
+  assert {c.table for c in section.returned} == {"table3", "table4", "table5", "fig7",
+                                                 "pretraining"}
+  records = _records(section.workdir)
   rows = {(r["table"], r["row"][-1], r["column"]) for r in records}
   for name in ("RandomWeights", "NoFalsePositive", "HalfFalsePositive"):
     assert ("table5", name, "Fold1") in rows and ("table5", name, "Average") in rows
   assert ("pretraining", "HalfFalsePositive", "fg rec.") in rows
-  assert records[0]["config"]["tables"] == ["table5"]
-  # Two pre-trainings, three fine-tunings (one per row), each with its own folder.
-  folders = sorted(os.listdir(os.path.join(transfer_workdir, "runs")))
-  assert len([f for f in folders if f.startswith("pretrain-")]) == 2
-  assert len([f for f in folders if f.startswith("finetune-")]) == 3
-  with open(os.path.join(transfer_workdir, "results.md")) as f:
+  assert records[0]["config"]["tables"] == ["table3", "table4", "table5", "fig7"]
+  # One folder per pre-training (rows that share one share its folder: 12 for the 20
+  # rows) and per fine-tuning (one per pre-training, one from random init).
+  folders = sorted(os.listdir(os.path.join(section.workdir, "runs")))
+  assert len([f for f in folders if f.startswith("pretrain-")]) == 12
+  assert len([f for f in folders if f.startswith("finetune-")]) == 13
+  with open(os.path.join(section.workdir, "results.md")) as f:
     assert "| Baseline | RandomWeights |" in f.read()
-  spec = json.load(open(os.path.join(transfer_workdir, "runs", [
+  spec = json.load(open(os.path.join(section.workdir, "runs", [
       f for f in folders if f.startswith("finetune-") and "random" not in f][0], "spec.json")))
   assert spec["data"]["spec"]["name"] == "synthetic"
   assert spec["data"]["spec"]["phase"] == "finetune" and spec["dont_load"] == ["head"]
 
 
-def test_transfer_refuses_a_workdir_of_other_settings(transfer_workdir):
-  config = _transfer_config(("table5",))
+def test_transfer_refuses_a_workdir_of_other_settings(tmp_path):
+  workdir = smoke.copy_workdir(smoke.section("transfer").workdir, str(tmp_path / "transfer"))
+  config = _transfer_config()
   config.finetune.learning_rate = 1e-2
   with pytest.raises(ValueError, match=r"finetune\.learning_rate: 0\.002 \(in the workdir\) "
                                        r"→ 0\.01 \(now\)"):
-    transfer.run(config, transfer_workdir)
-  bad = _transfer_config(("table5",))
+    transfer.run(config, workdir)
+  bad = _transfer_config()
   bad.folds = (0, 5)
   with pytest.raises(ValueError, match=r"--config\.folds=\(0, 5\)"):
-    transfer.run(bad, transfer_workdir)
+    transfer.run(bad, workdir)
 
 
-def test_reproduce_gathers_results_and_judges_claims(transfer_workdir, tmp_path):
+def test_reproduce_gathers_results_and_judges_claims(tmp_path):
   workdir = str(tmp_path / "reproduce")
   os.makedirs(workdir)
-  os.symlink(transfer_workdir, os.path.join(workdir, "transfer"))
+  # Table 5 trained by `python -m experiments.transfer` (tests/test_cli.py), in the folder
+  # reproduce uses (a run records the absolute path of the run it starts from, so a copy
+  # would not resume): reproduce's transfer section with the same settings.
+  main = smoke.main_experiment()
+  assert main.returncode == 0, main.stderr[-3000:]
+  os.symlink(main.workdir, os.path.join(workdir, "transfer"))
+  runs_dir = os.path.join(workdir, "transfer", "runs")
+  trained = {f: os.path.getmtime(os.path.join(runs_dir, f, "done.json"))
+             for f in os.listdir(runs_dir)}
+  assert len(trained) == 5  # two pre-trainings, three fine-tunings
   config = reproduce_config.get_config("smoke")
+  config.transfer.tables = ("table5",)
+  config.transfer.finetune.learning_rate = 1e-3
   config.repeats = 1
   config.only = ("loss_curves", "transfer")
-  config.transfer.tables = ("table5",)
   config.output = str(tmp_path / "REPRODUCTION.md")
   # The transfer runs are found finished in the reused folder (done.json): no training.
   reproduce.run(config, workdir)
+  assert {f: os.path.getmtime(os.path.join(runs_dir, f, "done.json"))
+          for f in os.listdir(runs_dir)} == trained
   with open(config.output) as f:
     text = f.read()
   assert "experiments.reproduce" in text
@@ -248,13 +292,24 @@ def test_reproduce_gathers_results_and_judges_claims(transfer_workdir, tmp_path)
   assert status["config"]["tables"] == ["table5"] and "cores" in status["machine_at_start"]
 
 
-def test_reproduce_judges_every_claim_from_the_cells_at_smoke_scale(tmp_path):
+def test_reproduce_judges_every_claim_from_the_cells_at_smoke_scale(tmp_path, capsys):
   """The default reproduce config at the smoke scale: every section runs, every claim
-  gets a verdict computed from the cells; a section without its status is pending."""
+  gets a verdict computed from the cells; a section without its status is pending.
+
+  The sections were run by `reproduce.run` (`--config.only=<name>`, checked by
+  test_reproduce_runs_each_section_at_smoke_scale); here one workdir holds them all
+  and the full run finds each finished and reuses it."""
   workdir = str(tmp_path / "reproduce")
+  os.makedirs(workdir)
+  for name, section in smoke.sections(reproduce.SECTIONS).items():
+    os.symlink(section.workdir, os.path.join(workdir, name))
+    shutil.copy(section.status_path, workdir)
   config = reproduce_config.get_config("smoke")
   config.output = str(tmp_path / "REPRODUCTION.md")
   cells = reproduce.run(config, workdir)
+  out = capsys.readouterr().out
+  for name in reproduce.SECTIONS:
+    assert f"[reproduce] {name}: finished earlier" in out
   assert {c.table for c in cells} >= {"moons", "table1", "fig5", "table2", "sweep", "table3",
                                       "table4", "table5", "fig7"}
   verdicts = claims.judge_all(cells)
@@ -272,22 +327,19 @@ def test_reproduce_judges_every_claim_from_the_cells_at_smoke_scale(tmp_path):
   assert text.count("**Pending**") == 1 and "**pending**" in text
 
 
-def test_binary_segmentation_smoke(tmp_path, capsys):
-  workdir = str(tmp_path / "binary")
-  config = binary_config.get_config("smoke")
-  config.examples = 2
-  binary_segmentation.run(config, workdir)
-  assert "Table 2" in capsys.readouterr().out
-  records = _records(workdir)
+def test_binary_segmentation_smoke(tmp_path):
+  section = smoke.section("binary_segmentation")
+  assert "Table 2" in section.stdout
+  records = _records(section.workdir)
   cells = {(tuple(r["row"]), r["column"]) for r in records if r["table"] == "table2"}
   for row in (("Complete", "LogisticLoss"), ("50%Unseg.", "SigmoidLoss")):
     for column in ("overall acc.", "mean rec.", "f.w. IU", "mean IU", "fg rec.", "bg rec."):
       assert (row, column) in cells
-  assert os.path.exists(os.path.join(workdir, "fig6_examples.png"))
+  assert os.path.exists(os.path.join(section.workdir, "fig6_examples.png"))
   bad = binary_config.get_config("smoke")
   bad.rates = (0.5, 1.5)
   with pytest.raises(ValueError, match=r"--config\.rates=.*in \(0, 1\)"):
-    binary_segmentation.run(bad, workdir)
+    binary_segmentation.run(bad, str(tmp_path / "w"))
 
 
 @pytest.mark.parametrize("field,value", [("data.image_size", 0), ("data.downsample", -2),

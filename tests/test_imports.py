@@ -15,38 +15,54 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 def _loaded_after(imports: str, roots: tuple[str, ...]) -> list[str]:
   """Modules under `roots` (top-level names or dotted prefixes) loaded by `imports`."""
-  code = (f"import sys\n{imports}\n"
-          f"roots = {roots!r}\n"
-          "print(sorted(m for m in sys.modules if any(m == r or m.startswith(r + '.') "
-          "for r in roots)))\n")
-  result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True,
-                          text=True, timeout=300)
+  return _loaded_after_each([(imports, roots)])[0]
+
+
+def _loaded_after_each(steps) -> list[list[str]]:
+  """`_loaded_after` of each (imports, roots) step, the steps run in order in one fresh
+  interpreter: after step k, the modules that steps 1..k loaded.
+
+  A check that finds nothing after steps 1..k proves it for step k alone (importing
+  more only loads more); one that finds something may blame an earlier step, so order
+  the steps so that each one's roots are roots of those before it too, or allowed there.
+  """
+  code = ["import sys", "found = []"]
+  for imports, roots in steps:
+    code += [imports, f"roots = {roots!r}",
+             "found.append(sorted(m for m in sys.modules if any(m == r or m.startswith(r + '.') "
+             "for r in roots)))"]
+  code.append("print(found)")
+  result = subprocess.run([sys.executable, "-c", "\n".join(code)], cwd=REPO,
+                          capture_output=True, text=True, timeout=300)
   assert result.returncode == 0, result.stdout + result.stderr
   return eval(result.stdout.strip().splitlines()[-1])  # pylint: disable=eval-used
 
 
-def test_losses_and_metrics_do_not_import_tensorflow():
-  leaked = _loaded_after(
-      "import jaxpu.losses, jaxpu.metrics\n"
-      "assert callable(jaxpu.losses.sigmoid_negative)\n"
-      "assert callable(jaxpu.metrics.confusion_matrix)",
-      ("tensorflow", "tensorflow_datasets", "flax", "optax", "matplotlib"))
+_NO_TENSORFLOW = ("tensorflow", "tensorflow_datasets", "matplotlib")
+# One interpreter for the layers below the data pipeline: the lightest first.
+_LAYERS = [
+    ("jaxpu.losses, jaxpu.metrics",
+     "import jaxpu.losses, jaxpu.metrics\n"
+     "assert callable(jaxpu.losses.sigmoid_negative)\n"
+     "assert callable(jaxpu.metrics.confusion_matrix)",
+     ("tensorflow", "tensorflow_datasets", "flax", "optax", "matplotlib")),
+    ("jaxpu.parallel (only JAX)", "import jaxpu.parallel",
+     ("tensorflow", "flax", "optax", "orbax", "jaxpu.train")),
+    ("jaxpu.models", "import jaxpu.models", _NO_TENSORFLOW),
+    ("jaxpu.train", "import jaxpu.train", _NO_TENSORFLOW),
+    ("jaxpu.checkpoint", "import jaxpu.checkpoint", _NO_TENSORFLOW),
+]
+
+
+def test_losses_metrics_parallel_models_train_checkpoint_import_without_tensorflow():
+  """losses and metrics need no TensorFlow, Flax, Optax or matplotlib; jaxpu.parallel only
+  JAX; models, train and checkpoint no TensorFlow (nor matplotlib)."""
+  found = _loaded_after_each([(imports, roots) for _, imports, roots in _LAYERS])
+  leaked = {name: modules for (name, _, _), modules in zip(_LAYERS, found) if modules}
   assert not leaked, leaked
 
 
-def test_parallel_imports_only_jax():
-  leaked = _loaded_after("import jaxpu.parallel",
-                         ("tensorflow", "flax", "optax", "orbax", "jaxpu.train"))
-  assert not leaked, leaked
-
-
-@pytest.mark.parametrize("module", ["jaxpu.models", "jaxpu.train", "jaxpu.checkpoint"])
-def test_library_imports_without_tensorflow(module):
-  leaked = _loaded_after(f"import {module}",
-                         ("tensorflow", "tensorflow_datasets", "matplotlib"))
-  assert not leaked, leaked
-
-
+@pytest.mark.heavy(7)
 def test_data_pipeline_does_not_import_training():
   """Importing the pipeline, and delivering device batches (mesh, shardings), needs no
   training module: those come from `jaxpu.parallel`."""

@@ -8,6 +8,7 @@ import sys
 
 import jax
 import numpy as np
+import pytest
 from sklearn.metrics import confusion_matrix as sk_confusion_matrix
 
 from jaxpu import train
@@ -45,6 +46,7 @@ def _run_workers(out_dir):
     assert p.returncode == 0, f"worker {i} exited with {p.returncode}:\n{out[-4000:]}"
 
 
+@pytest.mark.heavy(8)
 def test_two_processes_match_one_process_on_the_whole_batch(tmp_path):
   _run_workers(tmp_path)
   result = np.load(tmp_path / "result.npz")

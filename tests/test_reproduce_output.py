@@ -2,9 +2,9 @@
 
 Run from a checkout, a reproduce run used to replace the repository's
 committed `REPRODUCTION.md` (and its `reproduction/*.png`), because the
-report's path was relative to the current folder. The run here (the moons
-section at the smoke scale) starts in a folder holding a stand-in for the
-committed report and figure.
+report's path was relative to the current folder. The run here (the
+loss_curves section at the smoke scale: a figure, seconds) starts in a folder
+holding a stand-in for the committed report and figure.
 """
 
 import os
@@ -24,7 +24,7 @@ def _reproduce(cwd, workdir, *args):
   env["PYTHONPATH"] = os.pathsep.join([REPO] + [p for p in [env.get("PYTHONPATH")] if p])
   result = subprocess.run(
       [sys.executable, "-m", "experiments.reproduce",
-       f"--config={REPO}/experiments/configs/reproduce.py:smoke", "--config.only=moons",
+       f"--config={REPO}/experiments/configs/reproduce.py:smoke", "--config.only=loss_curves",
        f"--workdir={workdir}", *args],
       cwd=cwd, env=env, capture_output=True, text=True, timeout=900)
   assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
@@ -36,11 +36,12 @@ def _figures(report):
   return re.findall(r"!\[[^\]]*\]\(([^)]+)\)", report)
 
 
+@pytest.mark.heavy(3)
 def test_report_goes_to_the_workdir_and_the_committed_one_is_written_only_when_asked(tmp_path):
   checkout = tmp_path / "checkout"
   (checkout / "reproduction").mkdir(parents=True)
   (checkout / "REPRODUCTION.md").write_text(COMMITTED)
-  for name in ("moons_fig3_moons_loss.png", "moons_fig4_moons_derivative.png"):
+  for name in ("loss_curves_loss_curves.png", "moons_fig3_moons_loss.png"):
     (checkout / "reproduction" / name).write_bytes(FIGURE)
   before = sorted(os.listdir(checkout / "reproduction"))
   workdir = tmp_path / "w"
@@ -55,16 +56,16 @@ def test_report_goes_to_the_workdir_and_the_committed_one_is_written_only_when_a
   report = workdir / "REPRODUCTION.md"
   assert f"Wrote {report}" in out
   text = report.read_text()
-  assert "`experiments.moons`" in text and text.count("**Pending**") == 7
+  assert "`experiments.loss_curves`" in text and text.count("**Pending**") == 7
   figures = _figures(text)
-  assert figures and all(f.startswith("reproduction/moons_") for f in figures)
+  assert figures and all(f.startswith("reproduction/loss_curves_") for f in figures)
   assert all((workdir / f).is_file() for f in figures)
 
   # writing the repository's copy is an explicit act (the finished section is reused)
   out = _reproduce(checkout, workdir, "--config.output=REPRODUCTION.md")
   assert "finished earlier" in out
   text = (checkout / "REPRODUCTION.md").read_text()
-  assert text != COMMITTED and "`experiments.moons`" in text
+  assert text != COMMITTED and "`experiments.loss_curves`" in text
   assert "--config.output=REPRODUCTION.md" in text  # the command that wrote it
   assert all((checkout / f).is_file() and (checkout / f).read_bytes() != FIGURE
              for f in _figures(text))

@@ -212,6 +212,44 @@ def test_two_stage_loss_switches_after_first_stage(tmp_path):
     _spec(first_loss="logistic", first_loss_steps=60)
 
 
+def test_runs_in_one_process_reuse_the_step_only_for_the_same_spec(tmp_path):
+  """Runs in one process share jitted steps (`make_optimizer` returns the same object for
+  the same settings), so a second run is not traced again; a run differing in one
+  setting (learning rate, a loss argument, a model option; the length of a cosine
+  schedule) gets its own step, and runs equal the same run trained with all caches
+  cleared."""
+  from jaxpu.train import optimizers  # pylint: disable=g-import-not-at-top
+  short = dict(steps=10, checkpoint_every=10, keep=1)
+  specs = {"base": _spec(**short), "lr": _spec(**short, learning_rate=0.01),
+           "kwarg": _spec(**short, loss="weighted_logistic",
+                          loss_kwargs={"negative_weight": .5}),
+           "kwarg2": _spec(**short, loss="weighted_logistic",
+                           loss_kwargs={"negative_weight": 2}),
+           "model": _spec(**short, model_options={"hidden": (16, 8)})}
+  assert specs["base"].build_optimizer() is _spec(**short).build_optimizer()
+  assert specs["base"].build_optimizer() is _spec(steps=20).build_optimizer()  # constant
+  assert specs["base"].build_optimizer() is not specs["lr"].build_optimizer()
+  cosine = _spec(**short, schedule="cosine")
+  assert cosine.build_optimizer() is not _spec(steps=20, schedule="cosine").build_optimizer()
+  assert (train_lib.make_loss_fn("weighted_logistic", 1, negative_weight=1)
+          != train_lib.make_loss_fn("weighted_logistic", 1, negative_weight=1.))
+  order = list(specs) + ["base"]  # "base" again after the others: it reuses none of theirs
+  trained = [_train(specs[name], tmp_path / f"{i}_{name}").params()
+             for i, name in enumerate(order)]
+  params = dict(zip(order, trained))
+  np.testing.assert_equal(trained[0], trained[-1])
+  names = list(specs)
+  for i, a in enumerate(names):
+    for b in names[i + 1:]:
+      assert not all(np.array_equal(x, y) for x, y in zip(
+          jax.tree.leaves(params[a]), jax.tree.leaves(params[b]))), (a, b)
+  for name in ("lr", "kwarg2"):
+    optimizers._cached_optimizer.cache_clear()  # pylint: disable=protected-access
+    jax.clear_caches()
+    fresh = _train(specs[name], tmp_path / f"fresh_{name}").params()
+    np.testing.assert_equal(fresh, params[name], err_msg=name)
+
+
 def test_steps_for_epochs():
   assert runs.steps_for_epochs(10, 25) == 250
   assert runs.steps_for_epochs(0.01, 25) == 1

@@ -1,13 +1,15 @@
 """The saturation study (thesis §6, open question 2), in-process at the smoke scale.
 
-`experiments.saturation.run` with its smoke config (a 2 × 2 moons grid, a
-2-cell segmentation grid, two rates each, one repeat, a few steps): one row
+`experiments.saturation.run` with its smoke config (2-cell moons and
+segmentation grids, two rates each, one repeat, a few steps; the
+reproduce run's saturation section, tests/smoke.py): one row
 per grid cell and rate, the figures, and a summary whose best cells are the
 tables' maxima. The command line is tested in test_cli.py.
 """
 
 import json
 import math
+import pathlib
 
 import numpy as np
 from PIL import Image
@@ -15,7 +17,9 @@ import pytest
 
 from experiments import saturation
 from experiments.configs import saturation as saturation_config
+from jaxpu import fileio
 from jaxpu import report
+from tests import smoke
 
 
 def _png_size(path):
@@ -25,11 +29,13 @@ def _png_size(path):
 
 
 @pytest.fixture(scope="module")
-def smoke_run(tmp_path_factory):
-  workdir = tmp_path_factory.mktemp("saturation")
+def smoke_run():
+  """The saturation section of the smoke reproduce run (tests/smoke.py): the smoke config,
+  run once per test run."""
+  section = smoke.section("saturation")
   config = saturation_config.get_config("smoke")
-  cells = saturation.run(config, str(workdir))
-  return config, workdir, cells
+  assert fileio.config_dict(section.config) == fileio.config_dict(config)
+  return config, pathlib.Path(section.workdir), section.returned
 
 
 def test_one_row_per_grid_cell_and_rate(smoke_run):

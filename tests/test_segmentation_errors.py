@@ -9,7 +9,9 @@ import pytest
 
 from experiments import segmentation_errors as segerr
 from experiments.configs import segmentation_errors as segerr_config
+from jaxpu import fileio
 from jaxpu import report
+from tests import smoke
 
 
 def test_corruption_strings_carry_level_and_size():
@@ -67,15 +69,17 @@ def test_paired_table_hand_computed():
                   "| n:1 | SigmoidLoss − LogisticLoss | +0.150 ± 0.029* | — | — |"]
 
 
-def test_smoke_run_trains_every_row_and_writes_tables_and_figure(tmp_path):
-  config = segerr_config.get_config("smoke")
-  config.noises = ("coarse_outlines:box",)
-  config.losses = ("LogisticLoss", "SigmoidLoss")
-  workdir = str(tmp_path / "w")
-  cells = segerr.run(config, workdir)
+def test_smoke_run_trains_every_row_and_writes_tables_and_figure():
+  # The segmentation_errors section of the smoke reproduce run (tests/smoke.py): the smoke
+  # config (its noise at level 1, its losses), run once per test run.
+  section = smoke.section("segmentation_errors")
+  config = section.config
+  assert fileio.config_dict(config) == fileio.config_dict(segerr_config.get_config("smoke"))
+  noisy = [segerr.corruption(noise, 1.0) for noise in config.noises]
+  assert "coarse_outlines:1:box" in noisy
+  cells, workdir = section.returned, section.workdir
   binary = {c.row for c in cells if c.table == "binary"}
-  assert binary == {(x, loss) for x in ("clean", "coarse_outlines:1:box")
-                    for loss in ("LogisticLoss", "SigmoidLoss")}
+  assert binary == {(x, loss) for x in ["clean"] + noisy for loss in config.losses}
   transfer = {c.row for c in cells if c.table == "transfer"}
   assert transfer == binary | {("RandomWeights", "-")}
   for c in cells:

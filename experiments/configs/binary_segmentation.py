@@ -36,6 +36,7 @@ def get_config(arg=None):
   # protocol), or their highest (the thesis' Table 2: the paper scales).
   config.table2_snapshots = "mean"
   if scale == "smoke":
+    config.rates = (0.5, 0.7)  # the sweep's plumbing: Table 2's rate and one above it
     config.model = "fcn_small"
     config.model_options = common.fcn_options(width=0.25)
     config.train = common.training(learning_rate=2e-3, schedule="cosine", steps=4,

@@ -47,8 +47,8 @@ def get_config(arg=None):
   s.rates = (0.5, 0.7)
   s.model, s.model_options, s.train = binary.model, binary.model_options, binary.train
 
-  if scale == "smoke":  # 2 × 2 cells around eq. 8, a few steps
-    m.alphas, m.betas, m.gammas = (1.0,), (0.5, 1.0), (1.0, 2.0)
+  if scale == "smoke":  # 2 cells around eq. 8 in each half, a few steps
+    m.alphas, m.betas, m.gammas = (1.0,), (0.5, 1.0), (1.0,)
     s.alphas, s.betas, s.gammas = (1.0,), (1.0, 2.0), (1.0,)
   else:
     # Budget at cpu scale, 2 idle cores: moons ~2.5 s per run, 27 cells ×

@@ -43,4 +43,7 @@ def get_config(arg=None):
   config.transfer_levels = (1.0,)
   if scale == "smoke":
     config.levels = (1.0,)
+    # One noise and two losses: the paired table and the transfer, in a few seconds.
+    config.noises = ("coarse_outlines:box",)
+    config.losses = ("LogisticLoss", "SigmoidLoss")
   return config

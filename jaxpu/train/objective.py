@@ -90,6 +90,18 @@ class LossSpec:
   kwarg_items: tuple = ()  # the loss' keyword arguments as sorted (name, value) pairs
   reduction: str = "mean"
 
+  def _key(self) -> tuple:
+    return (self.name, self.num_classes, type(self.class_balanced), self.class_balanced,
+            self.reduction, tuple((k, type(v), v) for k, v in self.kwarg_items))
+
+  # Equal specs share a jitted train step (a static argument of it): equality tells apart
+  # argument values that are equal but of other types (1 and 1.0, True and 1).
+  def __eq__(self, other):
+    return type(other) is type(self) and self._key() == other._key()
+
+  def __hash__(self):
+    return hash(self._key())
+
   @property
   def kwargs(self) -> dict:
     return dict(self.kwarg_items)

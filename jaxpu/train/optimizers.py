@@ -24,6 +24,7 @@ state is initialised (a typo must not be silently ignored).
 
 from __future__ import annotations
 
+import functools
 import math
 import numbers
 import re
@@ -228,6 +229,20 @@ def make_optimizer(name: str = "adam", learning_rate: float = 1e-3, momentum: fl
     `opt` (λ = 0) or `chain(add_decayed_weights(λ, mask=ndim > 1), opt)`,
     `opt = adam(schedule)` or `sgd(schedule, momentum)`.
   """
+  if schedule == "constant":
+    total_steps = None  # unused: runs of other lengths share the optimizer (and the step)
+  args = (name, learning_rate, momentum, weight_decay, schedule, total_steps, warmup_steps,
+          lr_mults, wd_mults)
+  try:
+    hash(args)
+  except TypeError:  # e.g. multipliers given as lists: built anew, not cached
+    return _build_optimizer(*args)
+  return _cached_optimizer(*args)
+
+
+def _build_optimizer(name, learning_rate, momentum, weight_decay, schedule, total_steps,
+                     warmup_steps, lr_mults, wd_mults) -> optax.GradientTransformation:
+  """`make_optimizer`'s transformation, built anew."""
   lr = make_schedule(learning_rate, schedule, total_steps, warmup_steps)
   if name == "adam":
     opt = optax.adam(lr)
@@ -257,3 +272,12 @@ def make_optimizer(name: str = "adam", learning_rate: float = 1e-3, momentum: fl
     return inner.init(params)
 
   return optax.GradientTransformation(init, inner.update)
+
+
+# The same optimizer object for the same arguments: the jitted train step takes the
+# optimizer as a static argument (`jaxpu.train.steps`), hashed by the identity of its
+# functions, so a fresh optimizer per run would make JAX trace and lower the step again
+# (~0.5 s per smoke-scale run). The transformation is a pure function of exactly these
+# arguments (it keeps no state), so equal arguments (`typed`: 1 and 1.0 apart) give an
+# equivalent one.
+_cached_optimizer = functools.lru_cache(maxsize=64, typed=True)(_build_optimizer)
