@@ -230,7 +230,7 @@ def _binned_means(values: np.ndarray, masks: dict[str, np.ndarray]) -> dict[str,
   return {name: float(np.mean(values[m])) if m.any() else math.nan for name, m in masks.items()}
 
 
-def test_objects(spec) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]:
+def evaluation_objects(spec) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]:
   """(object table, instance masks [N, H, W], binary test labels [N, H, W]) of the test
   split (`object_table`); labels: 0 background, 1 object, 255 void."""
   ds = split_examples(spec, spec.eval_split or "test")
@@ -367,7 +367,7 @@ def run(config, workdir: str) -> list[report.Cell]:
   weight, rate = config.class_weighted_negative_weight, float(config.rate)
 
   template = runner.data_spec(thesis_rows.BINARIZED_LABELS, None, seeds[0])
-  tested, instances, test_labels = test_objects(template)
+  tested, instances, test_labels = evaluation_objects(template)
   edges = bin_edges(tested)
   test_bins = bin_masks(tested, edges)
   train_objects = object_table(split_examples(template, template.train_split or "train"))
