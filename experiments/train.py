@@ -366,9 +366,6 @@ def scores(cm, binary: bool) -> dict[str, float]:
   return runs.binary_segmentation_scores(cm) if binary else metrics.segmentation_scores(cm)
 
 
-criteria = selection.criteria
-
-
 def make_score_fn(plan: Plan, prior_u: Optional[float]):
   """What the run logs at each snapshot (from its confusion matrix against "label")."""
   prefix = "" if plan.scores_key == "label" else "noisy_labels/"
@@ -376,7 +373,7 @@ def make_score_fn(plan: Plan, prior_u: Optional[float]):
   def score_fn(cm):
     out = {prefix + k: v for k, v in scores(cm, plan.binary).items()}
     if plan.noisy_eval:
-      out.update({f"criteria/{k}": v for k, v in criteria(cm, prior_u).items()})
+      out.update({f"criteria/{k}": v for k, v in selection.criteria(cm, prior_u).items()})
     return out
   return score_fn
 
@@ -446,7 +443,7 @@ def snapshot_table(result: runs.RunResult, found: dict, plan: Plan,
     elif "clean_cm" in entry:
       row.update(scores(entry["clean_cm"], plan.binary))
     if plan.noisy_eval:
-      row.update(criteria(cm, prior_u))
+      row.update(selection.criteria(cm, prior_u))
       if "pu_auc" in entry:
         row["pu_auc"] = entry["pu_auc"]
     rows[step] = row
