@@ -54,13 +54,13 @@ from __future__ import annotations
 import dataclasses
 import os
 
-import jax
 import numpy as np
 
 from experiments import common
 from jaxpu import fileio
 from jaxpu import metrics
 from jaxpu import models
+from jaxpu import predict as prediction
 from jaxpu import priors
 from jaxpu import report
 from jaxpu import runs
@@ -175,7 +175,7 @@ def estimate_priors(runner, rate: float, seed: int, weight: float,
   out = {"true π": priors.unlabelled_positive_share(observed, true)}
   heldout = pipeline.make_segmentation_data(spec, as_numpy=True)
   model = result.spec.build_model()
-  apply = jax.jit(lambda p, x: model.apply({"params": p}, x, train=False))
+  apply = prediction.apply_fn(model)
   logits, observed, true = _read_pixels(heldout.eval_iter(), result.params(), apply)
   out["test π"] = priors.unlabelled_positive_share(observed, true)
   out.update(priors.estimates_from_logits(logits[observed == 1], logits[observed == 0]))

@@ -66,7 +66,6 @@ from __future__ import annotations
 import math
 
 from absl import logging
-import jax
 import numpy as np
 from scipy import special as scipy_special
 
@@ -74,6 +73,7 @@ from experiments import common
 from jaxpu import losses
 from jaxpu import metrics
 from jaxpu import models
+from jaxpu import predict as prediction
 from jaxpu.thesis import figures
 from jaxpu import priors
 from jaxpu import report
@@ -165,7 +165,7 @@ def relevant_scores(spec: runs.TrainSpec, params, batches) -> tuple:
   """(score, observed label, true label) of every example of `batches` (padding dropped);
   score = logsumexp_{k≥1} f_k - f_0, the model's log-odds of a relevant class."""
   model = spec.build_model()
-  apply = jax.jit(lambda p, x: model.apply({"params": p}, x, train=False))
+  apply = prediction.apply_fn(model)
   scores, labels, true = [], [], []
   for batch in batches:
     logits = np.asarray(apply(params, batch["image"]), np.float64)

@@ -38,6 +38,7 @@ from experiments import common
 from jaxpu import losses
 from jaxpu import metrics
 from jaxpu import models
+from jaxpu import predict as prediction
 from jaxpu.thesis import figures
 from jaxpu import report
 from jaxpu import runs
@@ -67,7 +68,8 @@ def _panels(row, spec, result, points, grid_size):
   gx, gy = np.meshgrid(np.linspace(low[0], high[0], grid_size),
                        np.linspace(low[1], high[1], grid_size))
   grid = np.stack([gx.ravel(), gy.ravel()], 1).astype(np.float32)
-  apply = jax.jit(lambda p, v: model.apply({"params": p}, v, train=False)[:, 0])
+  logit = prediction.apply_fn(model)
+  apply = lambda p, v: logit(p, v)[:, 0]  # pylint: disable=unnecessary-lambda-assignment
   probability = np.asarray(jax.nn.sigmoid(apply(params, grid))).reshape(gx.shape)
   loss_fn = functools.partial(losses.get(row.loss), **dict(row.loss_kwargs))
   loss, derivative = figures.pointwise_loss_and_derivative(loss_fn, apply(params, x), labels)

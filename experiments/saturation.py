@@ -66,6 +66,7 @@ from experiments import common
 from jaxpu import analysis
 from jaxpu import metrics
 from jaxpu import models
+from jaxpu import predict as prediction
 from jaxpu import report
 from jaxpu import runs
 from jaxpu import segmentation_runs as seg
@@ -193,10 +194,10 @@ def moons_spec(config, cell) -> runs.TrainSpec:
 def moons_average_precision(spec: runs.TrainSpec, params, batches) -> float:
   """AP of the positive class on the test draw (true labels), points ranked by the logit."""
   model = spec.build_model()
-  apply = jax.jit(lambda p, x: model.apply({"params": p}, x, train=False)[:, 0])
+  apply = prediction.apply_fn(model)
   logits, labels = [], []
   for batch in batches:
-    logits.append(np.asarray(jax.device_get(apply(params, batch["image"]))))
+    logits.append(np.asarray(jax.device_get(apply(params, batch["image"])))[:, 0])
     labels.append(np.asarray(jax.device_get(batch["true_label"])))
   labels = np.concatenate(labels)
   return seg.average_precision(np.concatenate(logits), labels,

@@ -31,6 +31,7 @@ from typing import Any, Callable, Iterable, Mapping, Optional, Sequence
 import jax
 import numpy as np
 
+from jaxpu import predict as prediction
 from jaxpu import runs
 
 # ----------------------------------------------------------------------------
@@ -368,7 +369,7 @@ def predict(spec: runs.TrainSpec, params, batches: Iterable[Mapping[str, Any]],
   (examples whose label is entirely void — the evaluation padding — left out).
   """
   model = spec.build_model()
-  apply = jax.jit(lambda p, x: model.apply({"params": p}, x, train=False))
+  apply = prediction.apply_fn(model)
   parts: dict[str, list] = {"image": [], "label": [], "logits": []}
   for batch in batches:
     logits = np.asarray(jax.device_get(apply(params, batch["image"])))

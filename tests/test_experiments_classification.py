@@ -117,7 +117,7 @@ def test_moons_rejects_bad_settings_before_any_work(tmp_path):
 
 def test_cifar_pu_end_to_end():
   # The cifar_pu section of the smoke reproduce run (tests/smoke.py): every row of Table 1
-  # (a two-stage run, the nnPU prior, the estimated prior) and Fig. 5 at five fractions
+  # (a two-stage run, the nnPU prior, the estimated prior) and Fig. 5 at two fractions
   # (whose runs at 0.5 are Table 1's and are reused, not retrained).
   section = smoke.section("cifar_pu")
   config = section.config
