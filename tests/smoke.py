@@ -202,11 +202,11 @@ class CommandLineRun:
 
 def main_experiment() -> CommandLineRun:
   """`python -m experiments.transfer --config=experiments/configs/transfer.py:smoke
-  --config.tables=table5 --config.finetune.learning_rate=1e-3 --workdir=...`, run once
+  --config.tables=table5 --config.finetune.log_every=2 --workdir=...`, run once
   per test run (tests/test_cli.py checks it; its runs are reused by
   tests/test_experiments_segmentation.py). The subprocess has exited: its workdir's
   lock is free."""
-  args = ("--config.tables=table5", "--config.finetune.learning_rate=1e-3")
+  args = ("--config.tables=table5", "--config.finetune.log_every=2")
 
   def build(path):
     os.makedirs(path)

@@ -271,7 +271,7 @@ def test_reproduce_gathers_results_and_judges_claims(tmp_path):
   assert len(trained) == 5  # two pre-trainings, three fine-tunings
   config = reproduce_config.get_config("smoke")
   config.transfer.tables = ("table5",)
-  config.transfer.finetune.learning_rate = 1e-3
+  config.transfer.finetune.log_every = 2
   config.repeats = 1
   config.only = ("loss_curves", "transfer")
   config.output = str(tmp_path / "REPRODUCTION.md")

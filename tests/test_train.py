@@ -147,6 +147,8 @@ def test_mults_errors_name_the_problem():
   params = _caffe_tree()
   with pytest.raises(ValueError, match=r"lr_mults: pattern '\(conv' is not a valid regular"):
     train.make_optimizer("sgd", 0.1, lr_mults=(("(conv", 2.),))
+  # A valid optimizer built first (and cached): True == 1, yet True is still refused.
+  train.make_optimizer("sgd", 0.1, wd_mults=(("bias", 1),))
   for bad in (-1., float("nan"), float("inf"), True, "2"):
     with pytest.raises(ValueError, match="wd_mults: the multiplier of pattern 'bias'"):
       train.make_optimizer("sgd", 0.1, wd_mults=(("bias", bad),))

@@ -237,7 +237,13 @@ def make_optimizer(name: str = "adam", learning_rate: float = 1e-3, momentum: fl
     hash(args)
   except TypeError:  # e.g. multipliers given as lists: built anew, not cached
     return _build_optimizer(*args)
-  return _cached_optimizer(*args)
+  return _cached_optimizer(_types(args), *args)
+
+
+def _types(value):
+  """The types inside nested tuples, so cache keys that compare equal but differ in type
+  (`(("x", 1),)` and `(("x", True),)`: True == 1) stay apart and each is validated."""
+  return tuple(map(_types, value)) if isinstance(value, tuple) else type(value)
 
 
 def _build_optimizer(name, learning_rate, momentum, weight_decay, schedule, total_steps,
@@ -278,6 +284,9 @@ def _build_optimizer(name, learning_rate, momentum, weight_decay, schedule, tota
 # optimizer as a static argument (`jaxpu.train.steps`), hashed by the identity of its
 # functions, so a fresh optimizer per run would make JAX trace and lower the step again
 # (~0.5 s per smoke-scale run). The transformation is a pure function of exactly these
-# arguments (it keeps no state), so equal arguments (`typed`: 1 and 1.0 apart) give an
-# equivalent one.
-_cached_optimizer = functools.lru_cache(maxsize=64, typed=True)(_build_optimizer)
+# arguments (it keeps no state), so equal arguments of the same types (`_types`: 1, 1.0
+# and True apart, also inside the multiplier pairs) give an equivalent one.
+@functools.lru_cache(maxsize=64)
+def _cached_optimizer(types, *args) -> optax.GradientTransformation:
+  del types  # part of the cache key only
+  return _build_optimizer(*args)
