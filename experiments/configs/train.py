@@ -75,7 +75,8 @@ def get_config(arg=None):
   if scale == "smoke":
     config.model = "fcn_small"
     config.model_options = common.fcn_options(width=0.25)
-    config.train = common.training(learning_rate=3e-3, schedule="cosine", steps=4,
+    # binary_segmentation's smoke recipe (the same compiled steps), every checkpoint kept
+    config.train = common.training(learning_rate=2e-3, schedule="cosine", steps=4,
                                    batch_size=8, checkpoint_every=2, keep=2)
   elif scale == "cpu":
     # binary_segmentation's cpu recipe; every snapshot's checkpoint is kept so

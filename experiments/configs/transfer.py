@@ -98,10 +98,10 @@ def get_config(arg=None):
   config.pretrain_multiclass.checkpoint_every = config_dict.placeholder(int)
   common.segmentation_data(config, **(dict(num_train_per_class=4, num_test_per_class=2)
                                       if scale == "smoke" else {}))
-  if scale == "smoke":
+  if scale == "smoke":  # binary_segmentation's smoke recipe: the same compiled steps
     config.model = "fcn_small"
     config.model_options = common.fcn_options(width=0.25)
-    config.pretrain = common.training(learning_rate=3e-3, schedule="cosine", steps=4,
+    config.pretrain = common.training(learning_rate=2e-3, schedule="cosine", steps=4,
                                       batch_size=8, checkpoint_every=2)
     config.finetune = common.training(learning_rate=2e-3, schedule="cosine", steps=4,
                                       batch_size=8, checkpoint_every=2)
