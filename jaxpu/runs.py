@@ -299,13 +299,37 @@ def _truncate_snapshots(run_dir: str, last_step: int) -> None:
   fileio.write_text(path, "".join(json.dumps(e) + "\n" for e in kept))
 
 
+def _source(init_from: str, run_dir: str) -> str:
+  """`init_from` as a run records it: relative to the folder that holds the run when it
+  lies under that folder (another run of the same workdir, which moves or is copied as a
+  whole), else its absolute, resolved path."""
+  source = os.path.realpath(init_from)
+  relative = os.path.relpath(source, os.path.dirname(os.path.realpath(run_dir)))
+  return source if relative.split(os.sep)[0] == os.pardir else relative
+
+
 def _identity(spec: TrainSpec, seed: int, init_from: Optional[str],
-              dont_load: Sequence[str], data: Optional[Mapping[str, Any]]) -> dict[str, Any]:
+              dont_load: Sequence[str], data: Optional[Mapping[str, Any]],
+              run_dir: str) -> dict[str, Any]:
   return json.loads(json.dumps(
       {"spec": spec.as_dict(), "seed": int(seed),
-       "init_from": None if init_from is None else os.path.realpath(init_from),
+       "init_from": None if init_from is None else _source(init_from, run_dir),
        "dont_load": sorted(dont_load) if init_from else [],
        "data": dict(data) if data is not None else None}, default=str))
+
+
+def _same_run(recorded: Any, identity: Mapping[str, Any], run_dir: str) -> bool:
+  """Whether the identity recorded in `run_dir` is `identity`. Runs of earlier versions
+  recorded `init_from` as an absolute path: the same source under that path matches."""
+  if recorded == identity:
+    return True
+  if not isinstance(recorded, dict) or not identity.get("init_from"):
+    return False
+  old = recorded.get("init_from")
+  now = os.path.join(os.path.dirname(os.path.realpath(run_dir)), identity["init_from"])
+  return (isinstance(old, str) and os.path.isabs(old)
+          and os.path.realpath(old) == os.path.realpath(now)
+          and dict(recorded, init_from=identity["init_from"]) == identity)
 
 
 def _claim(run_dir: str, identity: Mapping[str, Any]) -> None:
@@ -317,7 +341,11 @@ def _claim(run_dir: str, identity: Mapping[str, Any]) -> None:
   os.makedirs(run_dir, exist_ok=True)
   path = os.path.join(run_dir, _SPEC_FILE)
   existing = fileio.read_json(path, what=f"delete the run folder {run_dir} to train it again")
-  if existing is not None and existing != identity:
+  if existing is not None and _same_run(existing, identity, run_dir):
+    if existing != identity:  # an earlier version's record: rewritten in today's form
+      fileio.write_json(path, dict(identity))
+    return
+  if existing is not None:
     if checkpoint.available_steps_in(os.path.join(run_dir, checkpoint.CHECKPOINT_SUBDIR)):
       changed = "\n".join(
           f"  {name}: {fileio.show_value(a)} (in the folder) -> "
@@ -386,7 +414,10 @@ def train(spec: TrainSpec, *, train_iter_fn: Callable[[int], Iterable[Mapping[st
       classes), which keep their fresh initialisation; or an `.npz` of
       ImageNet AlexNet weights for fcn_alexnet's encoder
       (`jaxpu.models.alexnet_weights`). Pre-training, fine-tuning and training from scratch
-      are the same kind of run: only `init_from` differs.
+      are the same kind of run: only `init_from` differs. The run records it
+      relative to the folder that holds `run_dir` when it lies under that
+      folder (another run of the workdir), so a workdir moved or copied as a
+      whole still resumes and reuses its runs; else as an absolute path.
     dont_load: top-level parameter subtrees not loaded from `init_from`.
     eval_label_key: the batch key scored against (`"true_label"` to score a
       model trained on corrupted labels against the clean ones).
@@ -398,10 +429,13 @@ def train(spec: TrainSpec, *, train_iter_fn: Callable[[int], Iterable[Mapping[st
       `jaxpu.segmentation_runs.data_identity`): part of the run's identity,
       so a folder is never reused for other data.
   """
-  identity = _identity(spec, seed, init_from, dont_load, data_identity)
+  identity = _identity(spec, seed, init_from, dont_load, data_identity, run_dir)
   done = fileio.read_json(os.path.join(run_dir, _DONE_FILE),
                           what=f"delete the run folder {run_dir} to train it again")
-  if done is not None and done.get("identity") == identity:
+  if done is not None and _same_run(done.get("identity"), identity, run_dir):
+    if done.get("identity") != identity:  # an earlier version's record: today's form
+      fileio.write_json(os.path.join(run_dir, _DONE_FILE), dict(done, identity=identity))
+      fileio.write_json(os.path.join(run_dir, _SPEC_FILE), dict(identity))
     logging.info("Reusing the finished run in %s.", run_dir)
     return RunResult(run_dir, spec, _read_snapshots(run_dir))
   _claim(run_dir, identity)

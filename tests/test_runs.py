@@ -199,7 +199,61 @@ def test_init_from_transfers_the_encoder_only(tmp_path):
   assert not all(np.allclose(a, b) for a, b in
                  zip(jax.tree.leaves(src["head"]), jax.tree.leaves(dst["head"])))
   identity = json.loads((tmp_path / "dst" / "spec.json").read_text())
-  assert identity["init_from"] == os.path.realpath(source.run_dir)
+  assert identity["init_from"] == "src"  # a sibling: relative to the folder of both
+
+
+def _reused(spec, run_dir, **kw):
+  """`runs.train` that fails if it trains a step (the run must be found finished)."""
+  def no_batches(start_step):
+    raise AssertionError(f"{run_dir} trained again (from step {start_step})")
+    yield  # pylint: disable=unreachable
+  return runs.train(spec, train_iter_fn=no_batches, eval_batches_fn=_eval_batches,
+                    sample_batch={"image": X[:1]}, run_dir=str(run_dir), seed=0,
+                    mesh=train_lib.make_mesh(jax.devices()[:1]), **kw)
+
+
+def test_a_workdir_moved_as_a_whole_reuses_its_transfer_runs(tmp_path):
+  """A run records a source under the same folder relative to it: after moving the
+  folder, the same runs are found finished, nothing is trained again."""
+  source = _train(_spec(steps=20), tmp_path / "w" / "runs" / "src")
+  target = _train(_spec(steps=10), tmp_path / "w" / "runs" / "dst", init_from=source.run_dir)
+  os.rename(tmp_path / "w", tmp_path / "moved")
+  runs_dir = tmp_path / "moved" / "runs"
+  again = _reused(_spec(steps=10), runs_dir / "dst", init_from=str(runs_dir / "src"))
+  np.testing.assert_array_equal(again.snapshots[10], target.snapshots[10])
+  # A source outside the folder that holds the run is recorded by its absolute path.
+  outside = _train(_spec(steps=10), tmp_path / "other" / "dst",
+                   init_from=str(runs_dir / "src"))
+  identity = json.loads((tmp_path / "other" / "dst" / "spec.json").read_text())
+  assert identity["init_from"] == os.path.realpath(runs_dir / "src")
+  assert outside.snapshots
+
+
+def test_a_run_recorded_with_an_absolute_source_is_reused_and_rewritten(tmp_path):
+  """Earlier versions recorded `init_from` by its absolute path: the same run is found
+  finished (not trained again, not refused) and its record takes today's form."""
+  source = _train(_spec(steps=20), tmp_path / "src")
+  target = _train(_spec(steps=10), tmp_path / "dst", init_from=source.run_dir)
+  for name in ("spec.json", "done.json"):  # what an earlier version wrote
+    path = tmp_path / "dst" / name
+    record = json.loads(path.read_text())
+    identity = record.get("identity", record)
+    identity["init_from"] = os.path.realpath(source.run_dir)
+    path.write_text(json.dumps(record))
+  again = _reused(_spec(steps=10), tmp_path / "dst", init_from=source.run_dir)
+  np.testing.assert_array_equal(again.snapshots[10], target.snapshots[10])
+  for name in ("spec.json", "done.json"):
+    record = json.loads((tmp_path / "dst" / name).read_text())
+    assert record.get("identity", record)["init_from"] == "src"
+  # An interrupted run of that earlier form (spec.json, checkpoints) is claimed, resumed.
+  os.remove(tmp_path / "dst" / "done.json")
+  spec_path = tmp_path / "dst" / "spec.json"
+  record = json.loads(spec_path.read_text())
+  record["init_from"] = os.path.realpath(source.run_dir)
+  spec_path.write_text(json.dumps(record))
+  resumed = _train(_spec(steps=10), tmp_path / "dst", init_from=source.run_dir)
+  np.testing.assert_array_equal(resumed.snapshots[10], target.snapshots[10])
+  assert json.loads(spec_path.read_text())["init_from"] == "src"
 
 
 def test_two_stage_loss_switches_after_first_stage(tmp_path):
