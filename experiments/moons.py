@@ -68,11 +68,11 @@ def _panels(row, spec, result, points, grid_size):
   gx, gy = np.meshgrid(np.linspace(low[0], high[0], grid_size),
                        np.linspace(low[1], high[1], grid_size))
   grid = np.stack([gx.ravel(), gy.ravel()], 1).astype(np.float32)
-  logit = prediction.apply_fn(model)
-  apply = lambda p, v: logit(p, v)[:, 0]  # pylint: disable=unnecessary-lambda-assignment
-  probability = np.asarray(jax.nn.sigmoid(apply(params, grid))).reshape(gx.shape)
+  logit = prediction.apply_fn(model)  # one output: column 0
+  probability = np.asarray(jax.nn.sigmoid(logit(params, grid)[:, 0])).reshape(gx.shape)
   loss_fn = functools.partial(losses.get(row.loss), **dict(row.loss_kwargs))
-  loss, derivative = figures.pointwise_loss_and_derivative(loss_fn, apply(params, x), labels)
+  loss, derivative = figures.pointwise_loss_and_derivative(loss_fn, logit(params, x)[:, 0],
+                                                           labels)
   title = f"{row.name} ({row.labels} labels)"
   shared = dict(title=title, grid_x=gx, grid_y=gy, probability=probability, points=x,
                 labels=labels)
