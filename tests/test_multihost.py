@@ -25,8 +25,10 @@ def _free_port() -> int:
 
 
 def _run_workers(out_dir):
-  env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=2",
-             JAX_PLATFORMS="cpu", PYTHONPATH=REPO)
+  # The test process's XLA flags (tests/conftest.py), with 2 devices per process.
+  flags = os.environ.get("XLA_FLAGS", "").replace(
+      "--xla_force_host_platform_device_count=4", "--xla_force_host_platform_device_count=2")
+  env = dict(os.environ, XLA_FLAGS=flags, JAX_PLATFORMS="cpu", PYTHONPATH=REPO)
   port = _free_port()
   script = os.path.join(REPO, "tests", "multihost_worker.py")
   procs = [subprocess.Popen([sys.executable, script, str(i), str(port), str(out_dir)],
