@@ -2,6 +2,7 @@
 
 import functools
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -26,8 +27,8 @@ def _free_port() -> int:
 
 def _run_workers(out_dir):
   # The test process's XLA flags (tests/conftest.py), with 2 devices per process.
-  flags = os.environ.get("XLA_FLAGS", "").replace(
-      "--xla_force_host_platform_device_count=4", "--xla_force_host_platform_device_count=2")
+  flags = re.sub(r"--xla_force_host_platform_device_count=\S+",
+                 "--xla_force_host_platform_device_count=2", os.environ.get("XLA_FLAGS", ""))
   env = dict(os.environ, XLA_FLAGS=flags, JAX_PLATFORMS="cpu", PYTHONPATH=REPO)
   port = _free_port()
   script = os.path.join(REPO, "tests", "multihost_worker.py")
