@@ -360,9 +360,7 @@ def network_image(recipe: Recipe, image: np.ndarray) -> np.ndarray:
 def normalise(recipe: Recipe, images: np.ndarray) -> np.ndarray:
   """float32 network input of uint8 images [B, H, W, 3] (the run's `batching.preprocess`)."""
   from jaxpu.data import batching  # pylint: disable=g-import-not-at-top
-  from jaxpu.data._tf import tf  # pylint: disable=g-import-not-at-top
-  return batching.preprocess(tf.constant(images), recipe.preprocessing, recipe.mean,
-                             recipe.std).numpy()
+  return batching.preprocess(images, recipe.preprocessing, recipe.mean, recipe.std)
 
 
 class Predictor:

@@ -225,11 +225,11 @@ def test_caffe_preprocessing_of_a_hand_made_image():
   from jaxpu.data import batching  # pylint: disable=g-import-not-at-top
   rgb = np.array([[[[200, 100, 50], [0, 255, 10]]]], np.uint8)  # [1, 1, 2, 3]
   mean_bgr = np.array([104.00699, 116.66877, 122.67892])  # the FCN reference's B, G, R
-  caffe = batching.preprocess(rgb, "caffe", batching.CAFFE_MEAN_BGR, (1., 1., 1.)).numpy()
+  caffe = batching.preprocess(rgb, "caffe", batching.CAFFE_MEAN_BGR, (1., 1., 1.))
   expected = np.array([[[[50, 100, 200], [10, 255, 0]]]]) - mean_bgr  # BGR, 0-255
   np.testing.assert_allclose(caffe, expected, atol=1e-4)
   mean, std = (0.5, 0.4, 0.3), (0.2, 0.25, 0.5)
-  standard = batching.preprocess(rgb, "standardize", mean, std).numpy()
+  standard = batching.preprocess(rgb, "standardize", mean, std)
   np.testing.assert_allclose(standard, (rgb / 255 - np.array(mean)) / np.array(std), atol=1e-6)
   for name, image, m, s in (("caffe", caffe, batching.CAFFE_MEAN_BGR, (1., 1., 1.)),
                             ("standardize", standard, mean, std)):

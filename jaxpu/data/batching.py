@@ -1,16 +1,20 @@
 """Batches of a prepared dataset: exact-resume epoch order, preprocessing, delivery.
 
 A `Data` holds a dataset's examples in memory as uint8 NumPy arrays (one dict
-per split, see `jaxpu.data.pipeline`) and serves them as batches: tf.data
-gathers the examples of a batch by index, flips them (optional), preprocesses
-the images (`preprocess`), prefetches, and `_deliver` turns each NumPy batch
-into global device-sharded `jax.Array`s (`jaxpu.parallel.shard_batch`).
+per split, see `jaxpu.data.pipeline`, where tf.data loads, selects and
+corrupts them) and serves them as batches: NumPy gathers the examples of a
+batch by index, flips them (optional) and preprocesses the images
+(`preprocess`), and `_deliver` turns each batch into global device-sharded
+`jax.Array`s (`jaxpu.parallel.shard_batch`), a few batches ahead of the
+step (JAX dispatches steps asynchronously, so the next batches are gathered
+while the devices compute).
 
 Exact resume: the iterator state is a function of the step number. Epoch e
 visits `stateless_shuffle(range(N), key(seed, e))`, cut to `steps_per_epoch
 = N // local batch` full batches (the remainder is left out that epoch), and
-flips position p of epoch e iff `stateless_uniform(key'(seed, e))[p] < 0.5`.
-So `train_iter(k)` starts at epoch `k // steps_per_epoch`, skips `k %
+flips position p of epoch e iff `stateless_uniform(key'(seed, e))[p] < 0.5`
+(TensorFlow's stateless Philox ops: the same order on every machine). So
+`train_iter(k)` starts at epoch `k // steps_per_epoch`, skips `k %
 steps_per_epoch` batches, and yields exactly the batches k, k+1, ... of
 `train_iter(0)`.
 
@@ -27,6 +31,7 @@ Preprocessing of the uint8 RGB images (`PREPROCESSINGS`):
 from __future__ import annotations
 
 import collections
+import itertools
 import math
 import zlib
 from typing import Iterator, Sequence
@@ -53,8 +58,9 @@ def check_preprocessing(preprocessing: str) -> str:
   return preprocessing
 
 
-def preprocess(image, preprocessing: str, mean: Sequence[float], std: Sequence[float]):
-  """float32 network input from uint8 RGB `image` `[..., 3]` (a tf tensor).
+def preprocess(image, preprocessing: str, mean: Sequence[float],
+               std: Sequence[float]) -> np.ndarray:
+  """float32 network input from uint8 RGB `image` `[..., 3]` (NumPy).
 
   Args:
     image: uint8 RGB images, channels last.
@@ -63,11 +69,11 @@ def preprocess(image, preprocessing: str, mean: Sequence[float], std: Sequence[f
       RGB in [0, 1]; `"caffe"`: BGR on 0-255 (Caffe: `CAFFE_MEAN_BGR`, std 1).
   """
   check_preprocessing(preprocessing)
-  mean = tf.constant(mean, tf.float32)
-  std = tf.constant(std, tf.float32)
+  mean, std = np.asarray(mean, np.float32), np.asarray(std, np.float32)
+  image = np.asarray(image).astype(np.float32)
   if preprocessing == "caffe":
-    return (tf.reverse(tf.cast(image, tf.float32), axis=[-1]) - mean) / std
-  return (tf.cast(image, tf.float32) / 255.0 - mean) / std
+    return (image[..., ::-1] - mean) / std
+  return (image / np.float32(255.0) - mean) / std
 
 
 def unpreprocess(images: np.ndarray, preprocessing: str, mean: Sequence[float],
@@ -106,44 +112,42 @@ def _over_hosts(value: int, reduce=np.min) -> int:
 
 
 class _Batcher:
-  """Turns index batches into preprocessed batch dicts (runs inside tf.data).
+  """Turns index batches into preprocessed NumPy batch dicts.
 
   `kind`: "segmentation" (flips move the label masks too), "classification"
   (images), or "features" (moons: no scaling, no flips).
   """
 
   def __init__(self, arrays, kind, mean, std, augment, preprocessing="standardize"):
-    self.tensors = {k: tf.constant(v) for k, v in arrays.items() if k != "id"}
+    self.arrays = {k: v for k, v in arrays.items() if k != "id"}
     self.kind, self.augment = kind, augment
     self.mean, self.std, self.preprocessing = mean, std, preprocessing
 
-  def __call__(self, index, flip, valid=None):
-    batch = {k: tf.gather(v, index) for k, v in self.tensors.items()}
+  def __call__(self, index, flip=None, valid=None) -> dict[str, np.ndarray]:
+    """The examples at `index`, the positions where `flip` is set mirrored
+    (width axis) if augmenting, the labels of those not `valid` void."""
+    batch = {k: v[index] for k, v in self.arrays.items()}
     image = batch["image"]
     if self.kind != "features":
       image = preprocess(image, self.preprocessing, self.mean, self.std)
     out = {"image": image}
     for key in ("label", "true_label"):
       if key in batch:
-        label = tf.cast(batch[key], tf.int32)
+        label = batch[key].astype(np.int32)
         if valid is not None:
-          mask = tf.reshape(valid, [-1] + [1] * (label.shape.rank - 1))
-          label = tf.where(mask, label, classes.VOID)
+          label[~valid] = classes.VOID
         out[key] = label
     if self.augment and self.kind != "features":
-      def flip_w(x):
-        shape = [-1] + [1] * (x.shape.rank - 1)
-        return tf.where(tf.reshape(flip, shape), tf.reverse(x, axis=[2]), x)
-      out["image"] = flip_w(out["image"])
-      for key in ("label", "true_label"):
-        if key in out and self.kind == "segmentation":
-          out[key] = flip_w(out[key])
+      flipped = ("image", "label", "true_label") if self.kind == "segmentation" else ("image",)
+      for key in flipped:
+        if key in out:
+          out[key][flip] = out[key][flip][:, :, ::-1]
     return out
 
 
-def _deliver(ds: tf.data.Dataset, mesh, as_numpy: bool, device_prefetch: int = 2):
-  """NumPy batches of `ds`, as global device arrays unless `as_numpy`."""
-  batches = ds.as_numpy_iterator()
+def _deliver(batches: Iterator[dict], mesh, as_numpy: bool, device_prefetch: int = 2):
+  """The NumPy `batches`, as global device arrays unless `as_numpy`, placed
+  `device_prefetch` batches ahead."""
   if as_numpy:
     yield from batches
     return
@@ -154,6 +158,26 @@ def _deliver(ds: tf.data.Dataset, mesh, as_numpy: bool, device_prefetch: int = 2
       yield queue.popleft()
   while queue:
     yield queue.popleft()
+
+
+_EPOCHS_PER_CALL = 16  # epoch orders computed per TensorFlow call (moons: an epoch a step)
+
+
+@tf.function(reduce_retracing=True)
+def _epoch_orders(seed, first_epoch, n, size):
+  """(positions [16, size], flips [16, size]) of the epochs `first_epoch`, ...,
+  `first_epoch + 15`: the first `size` positions of a shuffle of range(n), and
+  `size` flips (module docstring)."""
+  def epoch_order(epoch):
+    key = tf.random.experimental.stateless_fold_in(
+        tf.stack([seed, tf.constant(_SHUFFLE_SALT, tf.int64)]), epoch, alg="philox")
+    order = tf.random.experimental.stateless_shuffle(tf.range(n, dtype=tf.int64), key,
+                                                     alg="philox")[:size]
+    flip_key = tf.random.experimental.stateless_fold_in(
+        tf.stack([seed, tf.constant(_FLIP_SALT, tf.int64)]), epoch, alg="philox")
+    return order, tf.random.stateless_uniform([size], flip_key, alg="philox") < 0.5
+  epochs = first_epoch + tf.range(_EPOCHS_PER_CALL, dtype=tf.int64)
+  return tf.map_fn(epoch_order, epochs, fn_output_signature=(tf.int64, tf.bool))
 
 
 class Data:
@@ -204,7 +228,6 @@ class Data:
     self.num_eval_batches = math.ceil(_over_hosts(local_eval, np.max) / self._local_eval_batch)
     self.image_shape = tuple(train["image"].shape[1:])
     self._resident = None
-    self._eval_dataset = None  # built by the first eval_iter
 
   def __repr__(self):
     return (f"Data({self.name!r}, task={self.task!r}, num_classes={self.num_classes}, "
@@ -216,33 +239,35 @@ class Data:
     """RGB images in [0, 1] from delivered `"image"`s (inverts the preprocessing)."""
     return unpreprocess(images, self.preprocessing, self.mean, self.std)
 
-  def epoch_order(self, epoch):
+  def epoch_order(self, epoch: int) -> tuple[np.ndarray, np.ndarray]:
     """(positions [steps, batch], flips [steps, batch]) of this host's epoch `epoch`."""
-    n = len(self._train["id"])
-    steps, batch = self.steps_per_epoch, self._local_batch
-    epoch = tf.cast(epoch, tf.int64)
-    key = tf.random.experimental.stateless_fold_in(
-        tf.constant([self.seed, _SHUFFLE_SALT], tf.int64), epoch, alg="philox")
-    order = tf.random.experimental.stateless_shuffle(tf.range(n, dtype=tf.int64), key,
-                                                     alg="philox")[:steps * batch]
-    flip_key = tf.random.experimental.stateless_fold_in(
-        tf.constant([self.seed, _FLIP_SALT], tf.int64), epoch, alg="philox")
-    flips = tf.random.stateless_uniform([steps * batch], flip_key, alg="philox") < 0.5
-    return tf.reshape(order, [steps, batch]), tf.reshape(flips, [steps, batch])
+    return next(self._epochs(epoch))
 
-  def train_dataset(self, start_step: int = 0) -> tf.data.Dataset:
-    """The tf.data pipeline of this host's training batches from `start_step`."""
+  def _epochs(self, first_epoch: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """`epoch_order` of the epochs `first_epoch`, `first_epoch + 1`, ... (endless)."""
+    steps, batch = self.steps_per_epoch, self._local_batch
+    n = len(self._train["id"])
+    for chunk in itertools.count(first_epoch, _EPOCHS_PER_CALL):
+      orders, flips = _epoch_orders(*(tf.constant(x, tf.int64) for x in (
+          self.seed, chunk, n, steps * batch)))
+      shape = (_EPOCHS_PER_CALL, steps, batch)
+      yield from zip(orders.numpy().reshape(shape), flips.numpy().reshape(shape))
+
+  def _epoch_orders(self, start_step: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """(positions, flips) of this host's batches from `start_step` on, endless."""
     first_epoch, skip = divmod(_check_step(start_step), self.steps_per_epoch)
+    return itertools.islice(((index, flip) for order, flips in self._epochs(first_epoch)
+                             for index, flip in zip(order, flips)), skip, None)
+
+  def train_batches(self, start_step: int = 0) -> Iterator[dict[str, np.ndarray]]:
+    """This host's training batches from `start_step` on, as NumPy dicts (endless)."""
     batcher = _Batcher(self._train, self.kind, self.mean, self.std, self.augment,
                        self.preprocessing)
-    ds = tf.data.Dataset.range(first_epoch, 2 ** 62).flat_map(
-        lambda e: tf.data.Dataset.from_tensor_slices(self.epoch_order(e))).skip(skip)
-    ds = ds.map(batcher, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-    return ds.prefetch(tf.data.AUTOTUNE)
+    return (batcher(index, flip) for index, flip in self._epoch_orders(start_step))
 
   def _resident_batches(self, start_step: int) -> Iterator[dict]:
     """Feature datasets (moons): the training set lives on the devices and each
-    step is one jitted gather, the same batches as `train_dataset` (whose
+    step is one jitted gather, the same batches as `train_batches` (whose
     per-batch host overhead would exceed an MLP step)."""
     if self._resident is None:
       keys = [k for k in ("image", "label", "true_label") if k in self._train]
@@ -253,47 +278,26 @@ class Data:
                        out_shardings=parallel.batch_sharding(self._mesh))
       self._resident = data, gather
     data, gather = self._resident
-    first_epoch, skip = divmod(_check_step(start_step), self.steps_per_epoch)
-    orders = (tf.data.Dataset.range(first_epoch, 2 ** 62)
-              .map(lambda e: tf.cast(self.epoch_order(e)[0], tf.int32))
-              .batch(16).prefetch(1).as_numpy_iterator())  # 16 epochs per host round trip
-    for chunk in orders:
-      for order in chunk:
-        for index in order[skip:]:
-          yield gather(data, index)
-        skip = 0
+    return (gather(data, index.astype(np.int32)) for index, _ in self._epoch_orders(start_step))
 
-  def eval_dataset(self) -> tf.data.Dataset:
-    """The tf.data pipeline of this host's evaluation batches (padded with void)."""
+  def eval_batches(self) -> Iterator[dict[str, np.ndarray]]:
+    """This host's evaluation batches in dataset order, as NumPy dicts (the last
+    padded with void)."""
     n = len(self._eval["id"]) if self._eval else 0
     if n == 0:
       raise ValueError(f"{self.name}: the evaluation split is empty after selection.")
     batch = self._local_eval_batch
     batcher = _Batcher(self._eval, self.kind, self.mean, self.std, augment=False,
                        preprocessing=self.preprocessing)
-
-    def indices(b):
-      position = b * batch + tf.range(batch, dtype=tf.int64)
-      return tf.minimum(position, n - 1), tf.zeros([batch], tf.bool), position < n
-
-    ds = tf.data.Dataset.range(self.num_eval_batches).map(indices)
-    ds = ds.map(batcher, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-    return ds.prefetch(tf.data.AUTOTUNE)
+    positions = (b * batch + np.arange(batch) for b in range(self.num_eval_batches))
+    return (batcher(np.minimum(position, n - 1), valid=position < n) for position in positions)
 
   def train_iter(self, start_step: int = 0) -> Iterator[dict]:
     """Endless training batches from step `start_step` (for `jaxpu.train.fit`)."""
     if self.kind == "features" and not self._as_numpy and jax.process_count() == 1:
       return self._resident_batches(start_step)
-    return _deliver(self.train_dataset(start_step), self._mesh, self._as_numpy)
+    return _deliver(self.train_batches(start_step), self._mesh, self._as_numpy)
 
   def eval_iter(self) -> Iterator[dict]:
-    """One pass over the evaluation split, in order.
-
-    The pipeline is built once and iterated anew by each call (building it
-    traces its map functions: ~0.1 s, at every snapshot of every run); it
-    has no randomness, so every pass yields the same batches.
-    """
-    if self._eval_dataset is None:
-      self._eval_dataset = self.eval_dataset()
-    return _deliver(self._eval_dataset, self._mesh, self._as_numpy)
-
+    """One pass over the evaluation split, in order (every pass the same batches)."""
+    return _deliver(self.eval_batches(), self._mesh, self._as_numpy)

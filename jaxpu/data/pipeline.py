@@ -24,11 +24,12 @@ Per split, every host (`jax.process_index()`) reads its part
 with void labels) → selects (single-object images; the fold's images) →
 corrupts (training split only; `jaxpu.data.noise`, keyed on the stable
 example id) → maps labels to the task → holds the result in memory as uint8
-tensors (the small datasets here fit; this is `ds.cache()` with random
-access). Batches then come from tf.data (`jaxpu.data.batching`): gather by
-index, flip (optional), preprocess (`(image/255 - mean) / std`, or Caffe's
-BGR 0-255 minus the mean with `preprocessing="caffe"`), prefetch; TensorFlow
-runs on the CPU. Feature datasets (moons, 800 points) skip the per-batch host
+NumPy arrays (the small datasets here fit; this is `ds.cache()` with random
+access); TensorFlow runs on the CPU. Batches then come from NumPy
+(`jaxpu.data.batching`): gather by index, flip (optional), preprocess
+(`(image/255 - mean) / std`, or Caffe's BGR 0-255 minus the mean with
+`preprocessing="caffe"`), placed on the devices a few steps ahead; the epoch
+order is TensorFlow's stateless shuffle. Feature datasets (moons, 800 points) skip the per-batch host
 work: their training set sits on the devices and each step is one jitted
 gather of the same indices (an MLP step is faster than any host-side batch
 delivery).

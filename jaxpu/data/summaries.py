@@ -16,7 +16,7 @@ def training_set(data) -> dict[str, np.ndarray]:
 def label_counts(data) -> np.ndarray:
   """Occurrences of each observed training label over one epoch's batches (void excluded)."""
   counts = np.zeros(data.num_classes, np.int64)
-  for batch in data.train_dataset(0).take(data.steps_per_epoch).as_numpy_iterator():
+  for _, batch in zip(range(data.steps_per_epoch), data.train_batches(0)):
     labels = batch["label"]
     counts += np.bincount(labels[labels < data.num_classes], minlength=data.num_classes)
   return counts
