@@ -53,6 +53,22 @@ def test_save_restore_round_trip(tmp_path):
                                 state.params["head"]["kernel"])
 
 
+def test_a_state_saved_on_4_devices_restores_onto_the_targets_devices(tmp_path):
+  """A replicated state is saved as one host copy per array; `restore` places each array
+  as the target's is placed (here on 1 device, and on all 4 again)."""
+  four, one = train.make_mesh(), train.make_mesh(jax.devices()[:1])
+  state = train.replicate(_mlp_state(), four)
+  state = state.replace(params=jax.tree.map(lambda p: p - 0.5, state.params))
+  with checkpoint.CheckpointManager(tmp_path) as manager:
+    manager.save(3, state)
+    manager.wait_until_finished()
+    for mesh in (one, four):
+      restored = manager.restore(train.replicate(_mlp_state(seed=1), mesh))
+      _assert_trees_equal(restored, state)
+      for leaf in jax.tree.leaves(restored.params):
+        assert leaf.sharding.device_set == set(mesh.devices.flat)
+
+
 def test_keep_last_k_and_save_interval(tmp_path):
   state = _mlp_state()
   with checkpoint.CheckpointManager(tmp_path / "a", max_to_keep=3) as manager:
