@@ -252,3 +252,17 @@ def test_caffe_preprocessing_of_the_batches(data_dir, plain):
   np.testing.assert_array_equal(batch["label"], plain_batch["label"])
   with pytest.raises(ValueError, match="Unknown preprocessing 'imagenet'"):
     _seg(data_dir, preprocessing="imagenet")
+
+
+def test_batches_made_in_threads_come_in_order():
+  """`_in_threads` yields in argument order although later items finish first."""
+  import time  # pylint: disable=g-import-not-at-top
+  from jaxpu.data import batching  # pylint: disable=g-import-not-at-top
+
+  def make(i, delay):
+    time.sleep(delay)
+    return i
+
+  arguments = [(i, 0.02 if i % 3 == 0 else 0.0) for i in range(20)]
+  for workers in (1, 4):
+    assert list(batching._in_threads(make, iter(arguments), workers)) == list(range(20))

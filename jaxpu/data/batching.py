@@ -4,10 +4,12 @@ A `Data` holds a dataset's examples in memory as uint8 NumPy arrays (one dict
 per split, see `jaxpu.data.pipeline`, where tf.data loads, selects and
 corrupts them) and serves them as batches: NumPy gathers the examples of a
 batch by index, flips them (optional) and preprocesses the images
-(`preprocess`), and `_deliver` turns each batch into global device-sharded
-`jax.Array`s (`jaxpu.parallel.shard_batch`), a few batches ahead of the
-step (JAX dispatches steps asynchronously, so the next batches are gathered
-while the devices compute).
+(`preprocess`), in up to 8 threads a few batches ahead, and `_deliver` turns
+each batch into global device-sharded `jax.Array`s
+(`jaxpu.parallel.shard_batch`), two batches ahead of the step (JAX
+dispatches steps asynchronously, so the next batches are made while the
+devices compute). A batch depends only on its indices, so the threads never
+change it.
 
 Exact resume: the iterator state is a function of the step number. Epoch e
 visits `stateless_shuffle(range(N), key(seed, e))`, cut to `steps_per_epoch
@@ -31,8 +33,10 @@ Preprocessing of the uint8 RGB images (`PREPROCESSINGS`):
 from __future__ import annotations
 
 import collections
+from concurrent import futures
 import itertools
 import math
+import os
 import zlib
 from typing import Iterator, Sequence
 
@@ -145,6 +149,22 @@ class _Batcher:
     return out
 
 
+def _in_threads(make, arguments: Iterator[tuple], workers: int) -> Iterator:
+  """`make(*a)` for each `a` of `arguments`, in order, computed `2 × workers` ahead by
+  `workers` threads (NumPy releases the GIL in its array loops)."""
+  if workers <= 1:
+    yield from itertools.starmap(make, arguments)
+    return
+  with futures.ThreadPoolExecutor(workers, thread_name_prefix="jaxpu-batches") as pool:
+    pending = collections.deque()
+    for args in arguments:
+      pending.append(pool.submit(make, *args))
+      if len(pending) >= 2 * workers:
+        yield pending.popleft().result()
+    while pending:
+      yield pending.popleft().result()
+
+
 def _deliver(batches: Iterator[dict], mesh, as_numpy: bool, device_prefetch: int = 2):
   """The NumPy `batches`, as global device arrays unless `as_numpy`, placed
   `device_prefetch` batches ahead."""
@@ -160,6 +180,7 @@ def _deliver(batches: Iterator[dict], mesh, as_numpy: bool, device_prefetch: int
     yield queue.popleft()
 
 
+_MAX_WORKERS = 8  # threads that gather and preprocess batches (at most the CPU count)
 _EPOCHS_PER_CALL = 16  # epoch orders computed per TensorFlow call (moons: an epoch a step)
 
 
@@ -228,6 +249,7 @@ class Data:
     self.num_eval_batches = math.ceil(_over_hosts(local_eval, np.max) / self._local_eval_batch)
     self.image_shape = tuple(train["image"].shape[1:])
     self._resident = None
+    self._workers = min(_MAX_WORKERS, os.cpu_count() or 1)
 
   def __repr__(self):
     return (f"Data({self.name!r}, task={self.task!r}, num_classes={self.num_classes}, "
@@ -253,7 +275,7 @@ class Data:
       shape = (_EPOCHS_PER_CALL, steps, batch)
       yield from zip(orders.numpy().reshape(shape), flips.numpy().reshape(shape))
 
-  def _epoch_orders(self, start_step: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+  def _batch_orders(self, start_step: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """(positions, flips) of this host's batches from `start_step` on, endless."""
     first_epoch, skip = divmod(_check_step(start_step), self.steps_per_epoch)
     return itertools.islice(((index, flip) for order, flips in self._epochs(first_epoch)
@@ -263,7 +285,7 @@ class Data:
     """This host's training batches from `start_step` on, as NumPy dicts (endless)."""
     batcher = _Batcher(self._train, self.kind, self.mean, self.std, self.augment,
                        self.preprocessing)
-    return (batcher(index, flip) for index, flip in self._epoch_orders(start_step))
+    return _in_threads(batcher, self._batch_orders(start_step), self._workers)
 
   def _resident_batches(self, start_step: int) -> Iterator[dict]:
     """Feature datasets (moons): the training set lives on the devices and each
@@ -278,7 +300,7 @@ class Data:
                        out_shardings=parallel.batch_sharding(self._mesh))
       self._resident = data, gather
     data, gather = self._resident
-    return (gather(data, index.astype(np.int32)) for index, _ in self._epoch_orders(start_step))
+    return (gather(data, index.astype(np.int32)) for index, _ in self._batch_orders(start_step))
 
   def eval_batches(self) -> Iterator[dict[str, np.ndarray]]:
     """This host's evaluation batches in dataset order, as NumPy dicts (the last
@@ -290,7 +312,8 @@ class Data:
     batcher = _Batcher(self._eval, self.kind, self.mean, self.std, augment=False,
                        preprocessing=self.preprocessing)
     positions = (b * batch + np.arange(batch) for b in range(self.num_eval_batches))
-    return (batcher(np.minimum(position, n - 1), valid=position < n) for position in positions)
+    return _in_threads(batcher, ((np.minimum(p, n - 1), None, p < n) for p in positions),
+                       self._workers)
 
   def train_iter(self, start_step: int = 0) -> Iterator[dict]:
     """Endless training batches from step `start_step` (for `jaxpu.train.fit`)."""
