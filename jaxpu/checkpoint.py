@@ -327,13 +327,12 @@ def _on_host(state: Any) -> Any:
   """
   if jax.process_count() > 1:
     return state
-
-  def leaf(x):
-    if (isinstance(x, jax.Array) and x.is_fully_replicated
-        and not jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key)):
-      return np.asarray(x)
-    return x
-  return jax.tree.map(leaf, state)
+  leaves, treedef = jax.tree.flatten(state)
+  copied = [i for i, x in enumerate(leaves) if isinstance(x, jax.Array) and x.is_fully_replicated
+            and not jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key)]
+  for i, value in zip(copied, jax.device_get([leaves[i] for i in copied])):  # copies overlap
+    leaves[i] = value
+  return jax.tree.unflatten(treedef, leaves)
 
 
 class _ManifestingManager(ocp.CheckpointManager):
