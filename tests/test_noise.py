@@ -285,6 +285,47 @@ def test_subsample_keeps_a_seeded_fraction():
     noise.subsample({"id": tf.constant(1, tf.int64)}, 0, 0)
 
 
+_TRACED_CASES = [(noise.unsegment_objects, (), {}),
+                 (noise.mislabel_objects, (), {"candidates": (1, 2, 3, 4, 5)}),
+                 (noise.false_positive_objects, (), {"target": 12, "candidates": (3, 4, 12, 20)}),
+                 (noise.boundary_noise, (2,), {}), (noise.over_segment, (1,), {}),
+                 (noise.under_segment, (None,), {}), (noise.coarse_outlines, ("box",), {}),
+                 (noise.coarse_outlines, (2,), {})]
+
+
+@pytest.mark.parametrize("fn,args,options", _TRACED_CASES,
+                         ids=[f"{fn.__name__}{args}" for fn, args, _ in _TRACED_CASES])
+def test_traced_corruption_is_the_plain_one(fn, args, options):
+  arrays = _example_arrays(100)
+  plain = _run(lambda ex: fn(ex, 0.7, 3, *args, **options), arrays)
+  fast = _run(noise.traced(fn, 0.7, 3, *args, **options), arrays)
+  for i, example in plain.items():
+    for key, value in example.items():
+      np.testing.assert_array_equal(fast[i][key], value)
+      assert fast[i][key].dtype == value.dtype
+
+
+def test_traced_graph_is_reused_for_another_rate_seed_and_dataset():
+  traces = []
+
+  def counted(example, rate, seed):
+    traces.append(1)  # runs once per trace
+    return noise.unsegment_objects(example, rate, seed)
+  first = _run(noise.traced(counted, 0.5, 1), _example_arrays(50))
+  second = _run(noise.traced(counted, 0.2, 2), _example_arrays(60, seed=1))
+  assert len(traces) == 1 and len(first) == 50 and len(second) == 60
+  np.testing.assert_array_equal(  # 0.2 and seed 2 took effect
+      np.stack([v["objects"] for v in second.values()]),
+      np.stack([v["objects"] for v in _run(lambda ex: noise.unsegment_objects(ex, 0.2, 2),
+                                           _example_arrays(60, seed=1)).values()]))
+  ids = tf.data.Dataset.from_tensor_slices({"id": np.arange(2000, dtype=np.int64)})
+  kept = lambda predicate: [int(ex["id"]) for ex in ids.filter(predicate).as_numpy_iterator()]  # noqa: E731
+  assert kept(noise.traced(noise.subsample, 0.3, 5)) == kept(
+      lambda ex: noise.subsample(ex, 0.3, 5))
+  with pytest.raises(ValueError, match="rate must be a probability in \\[0, 1\\], got 1.5"):
+    noise.traced(noise.unsegment_objects, 1.5, 0)
+
+
 # ----------------------------------------------------------------------------
 # Segmentation errors: boundary_noise, over_segment, under_segment, coarse_outlines.
 # ----------------------------------------------------------------------------

@@ -8,6 +8,7 @@ from jaxpu import data as data_lib
 from jaxpu import models
 from jaxpu import train
 from jaxpu.data import classes
+from jaxpu.data import pipeline
 from jaxpu.data import synthetic
 
 TINY = synthetic.synthetic_config(num_train_per_class=4, num_test_per_class=1)
@@ -153,6 +154,26 @@ def test_corruption_applies_to_training_labels_only(data_dir, plain):
   for a, b in zip(noisy.eval_iter(), plain.eval_iter()):
     np.testing.assert_array_equal(a["label"], b["label"])
     np.testing.assert_array_equal(a["true_label"], a["label"])
+
+
+def test_a_split_is_read_once_per_process_and_gives_the_same_examples(data_dir, monkeypatch):
+  reads = []
+  read = synthetic.segmentation_examples
+  monkeypatch.setattr(synthetic, "segmentation_examples",
+                      lambda split, **kw: reads.append(split) or read(split, **kw))
+  monkeypatch.setattr(pipeline, "_LOADED", type(pipeline._LOADED)())
+  first = _seg(data_dir, as_numpy=True, corruption="mislabel_objects:0.5", task="binary")
+  assert reads == ["train", "test"]
+  again = _seg(data_dir, as_numpy=True, corruption="mislabel_objects:0.5", task="binary")
+  other = _seg(data_dir, as_numpy=True, fold=1, corruption="unsegment_objects:0.5")
+  assert reads == ["train", "test"]  # the other selection and task reuse what was read
+  for a, b in zip(first.eval_iter(), again.eval_iter()):
+    np.testing.assert_array_equal(a["label"], b["label"])
+  np.testing.assert_array_equal(np.stack([b["label"] for b in _take(first.train_iter(), 3)]),
+                                np.stack([b["label"] for b in _take(again.train_iter(), 3)]))
+  assert other.num_train_examples < first.num_train_examples
+  _seg(data_dir, as_numpy=True, train_split="test", eval_split="test")  # 3 keys of 4
+  assert reads == ["train", "test"]
 
 
 def _labels(data):

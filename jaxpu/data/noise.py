@@ -93,6 +93,10 @@ dataset-level: `jaxpu.data.pipeline` computes every training object's
 feature once (`dataset_features`, cached per data selection), solves b
 (`calibrate`) and maps `unsegment_selected` over the examples.
 
+`traced(fn, rate, seed, ...)` is `fn` for `Dataset.map`/`filter` with its graph
+traced once per process (rate and seed become tensor arguments): the same
+values, without tracing the corruption again for every dataset.
+
 `subsample(example, fraction, seed)` is a filter predicate keeping each
 training example with probability `fraction`, keyed the same way.
 
@@ -117,7 +121,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import zlib
-from typing import Mapping
+from typing import Any, Callable, Mapping
 
 import numpy as np
 
@@ -133,9 +137,13 @@ def _salt(name: str) -> int:
   return zlib.crc32(name.encode())
 
 
-def example_key(seed: int, name: str, example_id) -> tf.Tensor:
-  """The stateless RNG key of example `example_id` for corruption `name`."""
-  base = tf.constant([int(seed), _salt(name)], tf.int64)
+def example_key(seed, name: str, example_id) -> tf.Tensor:
+  """The stateless RNG key of example `example_id` for corruption `name` (`seed`: an int
+  or an int64 scalar tensor)."""
+  if isinstance(seed, tf.Tensor):
+    base = tf.stack([tf.cast(seed, tf.int64), tf.constant(_salt(name), tf.int64)])
+  else:
+    base = tf.constant([int(seed), _salt(name)], tf.int64)
   return tf.random.experimental.stateless_fold_in(
       base, tf.cast(example_id, tf.int64), alg=_ALG)
 
@@ -149,6 +157,8 @@ def _uniforms(seed, name, example_id, count=None):
 
 
 def _check_rate(rate, name="rate"):
+  if isinstance(rate, tf.Tensor):  # checked where it was made (`traced`)
+    return rate
   if isinstance(rate, bool) or not isinstance(rate, (int, float, np.floating)) or not 0 <= rate <= 1:
     raise ValueError(f"{name} must be a probability in [0, 1], got {rate!r}.")
   return float(rate)
@@ -160,6 +170,30 @@ def _check_objects(example, fn):
     raise ValueError(f"{fn} changes whole objects and needs the example keys 'instances' and "
                      f"'objects' (missing {sorted(missing)}); it applies to segmentation "
                      "datasets, before the instance mask is dropped.")
+
+
+# (function, options) -> its `tf.function` (`traced`): one per process.
+_TRACED: dict = {}
+
+
+def traced(fn: Callable, rate, seed: int, *args, **options) -> Callable[[dict], Any]:
+  """`example -> fn(example, rate, seed, *args, **options)`, its graph traced once per process.
+
+  For `Dataset.map` and `Dataset.filter`. Tracing a corruption builds its whole
+  graph again for every dataset (tens of milliseconds each); here `rate` (a
+  float32 tensor) and `seed` (an int64 tensor) are arguments of one
+  `tf.function` per `fn`, `args` and `options` (hashable: part of its key) and
+  example structure, so datasets with another rate or seed reuse it. The
+  values are `fn`'s with Python numbers: the same float32 rate, the same
+  Philox keys. `rate` is checked here (a probability); `fn` checks the rest.
+  """
+  rate = tf.constant(_check_rate(rate), tf.float32)
+  seed = tf.constant(int(seed), tf.int64)
+  key = (fn, args, tuple(sorted(options.items())))
+  if key not in _TRACED:
+    _TRACED[key] = tf.function(lambda ex, r, s: fn(ex, r, s, *args, **options), autograph=False)
+  graph = _TRACED[key]
+  return lambda example: graph(example, rate, seed)
 
 
 def set_object_classes(example: dict, new_classes: tf.Tensor) -> dict:
@@ -199,10 +233,12 @@ def pu_labels(example: dict, labeled_fraction: float, seed: int, relevant=None) 
 def subsample(example: dict, fraction: float, seed: int) -> tf.Tensor:
   """A `ds.filter` predicate keeping each example w.p. `fraction` (Table 1's
   "50%(R+N)": a random half of every class, labels left clean)."""
-  if isinstance(fraction, bool) or not isinstance(fraction, (int, float, np.floating)) \
-      or not 0 < fraction <= 1:
-    raise ValueError(f"subsample must be a fraction in (0, 1], got {fraction!r}.")
-  return _uniforms(seed, "subsample", example["id"]) < float(fraction)
+  if not isinstance(fraction, tf.Tensor):
+    if isinstance(fraction, bool) or not isinstance(fraction, (int, float, np.floating)) \
+        or not 0 < fraction <= 1:
+      raise ValueError(f"subsample must be a fraction in (0, 1], got {fraction!r}.")
+    fraction = float(fraction)
+  return _uniforms(seed, "subsample", example["id"]) < fraction
 
 
 def unsegment_objects(example: dict, rate: float, seed: int) -> dict:
@@ -661,8 +697,12 @@ def lookup_table(mapping: Mapping[int, int]) -> np.ndarray:
 
 
 def relabel(example: dict, mapping, keys=("label", "true_label", "objects")) -> dict:
-  """Maps class ids through `mapping` (a dict or a `lookup_table`) in `keys`."""
-  table = tf.constant(mapping if isinstance(mapping, np.ndarray) else lookup_table(mapping))
+  """Maps class ids through `mapping` (a dict, or a `lookup_table` as an array or an int32
+  tensor) in `keys`."""
+  if isinstance(mapping, tf.Tensor):
+    table = mapping
+  else:
+    table = tf.constant(mapping if isinstance(mapping, np.ndarray) else lookup_table(mapping))
   out = dict(example)
   for key in keys:
     if key in example:

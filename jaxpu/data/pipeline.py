@@ -34,6 +34,11 @@ work: their training set sits on the devices and each step is one jitted
 gather of the same indices (an MLP step is faster than any host-side batch
 delivery).
 
+A process reads and decodes a split once (the last 4 splits read are kept;
+TFDS holds a small split in memory) and traces each corruption and label
+mapping once (`noise.traced`), so further datasets of the same files cost
+their selection and corruption only.
+
 Exact resume: `train_iter(k)` yields exactly the batches k, k+1, ... of
 `train_iter(0)` (the epoch order is a function of the seed and the epoch,
 `jaxpu.data.batching`). The example order read from TFDS is fixed
@@ -235,10 +240,49 @@ def _keep(example, keys):
   return {k: example[k] for k in keys if k in example}
 
 
+_KEPT = ("id", "image", "label", "true_label")
+
+
+@tf.function(autograph=False)
+def _relabel_and_keep(example, table):
+  """The task's labels (`noise.relabel` through the int32 `table`) and the kept keys;
+  traced once per process and example structure."""
+  return _keep(noise.relabel(example, table), _KEPT)
+
+
+@tf.function(autograph=False)
+def _relabel(example, table):
+  return noise.relabel(example, table)
+
+
+# (dataset, its files, split, shard) -> that split's examples as TFDS reads them. TFDS
+# keeps a small split in memory once read, so later datasets of the process skip
+# reading and decoding it (and building the reading pipeline).
+_LOADED: collections.OrderedDict = collections.OrderedDict()
+_MAX_LOADED = 4
+
+
+def _loaded(key, load: Callable[[], tf.data.Dataset]) -> tf.data.Dataset:
+  if key in _LOADED:
+    _LOADED.move_to_end(key)
+  else:
+    _LOADED[key] = load()
+    while len(_LOADED) > _MAX_LOADED:
+      _LOADED.popitem(last=False)
+  return _LOADED[key]
+
+
 def _materialise(ds: tf.data.Dataset) -> dict[str, np.ndarray]:
-  """Every example of `ds` stacked into NumPy arrays (uint8 images and masks)."""
+  """Every example of `ds` stacked into NumPy arrays (uint8 images and masks).
+
+  Without tf.data's default graph rewrites (fusions, parallelisation,
+  prefetching): they change how the pipeline runs, never a value, and
+  applying them costs more than they save on one pass.
+  """
+  options = tf.data.Options()
+  options.experimental_optimization.apply_default_optimizations = False
   parts = collections.defaultdict(list)
-  for batch in ds.batch(1024).as_numpy_iterator():
+  for batch in ds.batch(1024).with_options(options).as_numpy_iterator():
     for key, value in batch.items():
       parts[key].append(value)
   if not parts:
@@ -441,10 +485,13 @@ def make_segmentation_data(spec: SegmentationSpec, *, mesh=None, as_numpy: bool 
   else:
     fill = np.round(np.asarray(mean) * 255)
   keep_fold = (noise.fold_filter(phase, fold, spec.fold_handling) if fold is not None else None)
-  table = noise.lookup_table(mapping)
+  table = tf.constant(noise.lookup_table(mapping))
+  files = (name, getattr(config, "name", None), fingerprint,
+           spec.data_dir or synthetic.default_data_dir(), spec.manual_dir, spec.directory)
 
   def select(split, train, shard=None):
-    ds = load(split, shard)
+    shard = shard or _shard()
+    ds = _loaded(files + (split, shard), lambda: load(split, shard))
     if image_size:
       ds = ds.map(lambda ex: resize_and_pad(ex, downsample, image_size, fill),
                   num_parallel_calls=tf.data.AUTOTUNE)
@@ -453,7 +500,7 @@ def make_segmentation_data(spec: SegmentationSpec, *, mesh=None, as_numpy: bool 
     if keep_fold is not None:
       ds = ds.filter(keep_fold)
     if train and subsample is not None:
-      ds = ds.filter(lambda ex: noise.subsample(ex, subsample, noise_seed))
+      ds = ds.filter(noise.traced(noise.subsample, subsample, noise_seed))
     return ds
 
   calibration = None
@@ -469,8 +516,8 @@ def make_segmentation_data(spec: SegmentationSpec, *, mesh=None, as_numpy: bool 
       ds = ds.map(lambda ex: {**ex, "true_label": ex["label"]})
     if (train or spec.corrupt_eval) and corrupt is not None:
       ds = ds.map(corrupt, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-    ds = ds.map(lambda ex: _keep(noise.relabel(ex, table), ("id", "image", "label", "true_label")),
-                num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    ds = ds.map(lambda ex: _relabel_and_keep(ex, table), num_parallel_calls=tf.data.AUTOTUNE,
+                deterministic=True)
     return _materialise(ds)
 
   return Data(name=name, task=task, kind="segmentation", class_names=class_names,
@@ -529,17 +576,16 @@ def _segmentation_corruption(corruption, noise_seed, selected, target,
   if corruption is None:
     return None
   name, rate, size = corruption
-  if name in noise.SEGMENTATION_ERRORS:
-    corrupt = getattr(noise, name)
-    return lambda ex: corrupt(ex, rate, noise_seed, size)
   if name in noise.SELECTION_BIASES:
     return lambda ex: noise.unsegment_selected(ex, calibration, noise_seed)
+  corrupt = getattr(noise, name)
+  if name in noise.SEGMENTATION_ERRORS:
+    return noise.traced(corrupt, rate, noise_seed, size)
   if name == "unsegment_objects":
-    return lambda ex: noise.unsegment_objects(ex, rate, noise_seed)
+    return noise.traced(corrupt, rate, noise_seed)
   if name == "mislabel_objects":
-    return lambda ex: noise.mislabel_objects(ex, rate, noise_seed, candidates=selected)
-  return lambda ex: noise.false_positive_objects(ex, rate, noise_seed, target=target,
-                                                 candidates=selected)
+    return noise.traced(corrupt, rate, noise_seed, candidates=tuple(selected))
+  return noise.traced(corrupt, rate, noise_seed, target=int(target), candidates=tuple(selected))
 
 
 def make_classification_data(
@@ -625,14 +671,14 @@ def make_classification_data(
   def prepare(split, train):
     ds = load(split)
     if table is not None:
-      ds = ds.map(lambda ex: noise.relabel(ex, table))
+      table_tensor = tf.constant(table)
+      ds = ds.map(lambda ex: _relabel(ex, table_tensor))
     if train and subsample is not None:
-      ds = ds.filter(lambda ex: noise.subsample(ex, subsample, noise_seed))
+      ds = ds.filter(noise.traced(noise.subsample, subsample, noise_seed))
     if with_true_label:
       ds = ds.map(lambda ex: {**ex, "true_label": ex["label"]})
     if (train or corrupt_eval) and corruption is not None:
-      rate = corruption[1]
-      ds = ds.map(lambda ex: noise.pu_labels(ex, rate, noise_seed),
+      ds = ds.map(noise.traced(noise.pu_labels, corruption[1], noise_seed),
                   num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     return _materialise(ds.map(lambda ex: _keep(ex, ("id", "image", "label", "true_label"))))
 
