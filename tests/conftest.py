@@ -116,8 +116,18 @@ def pytest_collection_modifyitems(config, items):
   items[:] = [item for _, tests in order for item in tests]
 
 
+@pytest.hookimpl(tryfirst=True)
 def pytest_unconfigure(config):
   if not hasattr(config, "workerinput"):  # the controller, after every worker finished
     import shutil  # pylint: disable=g-import-not-at-top
     shutil.rmtree(os.environ["JAXPU_DATA_DIR"], ignore_errors=True)
     shutil.rmtree(os.environ["JAXPU_TESTS_SHARED"], ignore_errors=True)
+  elif not config.pluginmanager.hasplugin("_cov"):
+    # An xdist worker that has sent its results (xdist does in pytest_sessionfinish): it
+    # leaves at once. Its interpreter's shutdown (a garbage collection of everything the
+    # tests left, JAX's clean_up of its compilation caches) takes 3-5 s that the
+    # controller waits for.
+    import sys  # pylint: disable=g-import-not-at-top
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)  # pylint: disable=protected-access

@@ -668,8 +668,11 @@ def make_classification_data(
     def load(split):
       return moons.classification_examples(split, shard=_shard())
 
+  files = (name, getattr(config, "name", None), relevant, image_size,
+           data_dir or synthetic.default_data_dir())
+
   def prepare(split, train):
-    ds = load(split)
+    ds = _loaded(files + (split, _shard()), lambda: load(split))
     if table is not None:
       table_tensor = tf.constant(table)
       ds = ds.map(lambda ex: _relabel(ex, table_tensor))
