@@ -186,6 +186,7 @@ def traced(fn: Callable, rate, seed: int, *args, **options) -> Callable[[dict], 
   example structure, so datasets with another rate or seed reuse it. The
   values are `fn`'s with Python numbers: the same float32 rate, the same
   Philox keys. `rate` is checked here (a probability); `fn` checks the rest.
+  Pass a module-level function: each new lambda is a new key, traced anew.
   """
   rate = tf.constant(_check_rate(rate), tf.float32)
   seed = tf.constant(int(seed), tf.int64)
