@@ -1,5 +1,7 @@
 """Input pipelines: exact resume, sharded delivery, selection, and the train step."""
 
+import threading
+
 import jax
 import numpy as np
 import pytest
@@ -287,3 +289,16 @@ def test_batches_made_in_threads_come_in_order():
   arguments = [(i, 0.02 if i % 3 == 0 else 0.0) for i in range(20)]
   for workers in (1, 4):
     assert list(batching._in_threads(make, iter(arguments), workers)) == list(range(20))
+  # Iterators interleaved, and ones closed early, share the process's 4 threads.
+  threads = set()
+
+  def make_where(i, delay):
+    threads.add(threading.current_thread())
+    return make(i, delay)
+  for _ in range(5):
+    first = batching._in_threads(make_where, iter(arguments), 4)
+    second = batching._in_threads(make_where, iter(arguments[::-1]), 4)
+    assert [next(first), next(second), next(first)] == [0, 19, 1]
+    second.close()
+    assert list(second) == [] and list(first) == list(range(2, 20))
+  assert len(threads) <= 4

@@ -149,20 +149,36 @@ class _Batcher:
     return out
 
 
+# (process id, workers) -> the threads that make batches: started once per process, shared
+# by every iterator (a run's train and eval iterators would otherwise each start their own).
+_POOLS: dict = {}
+
+
+def _pool(workers: int) -> futures.ThreadPoolExecutor:
+  key = (os.getpid(), workers)  # a forked child starts its own threads
+  if key not in _POOLS:
+    _POOLS[key] = futures.ThreadPoolExecutor(workers, thread_name_prefix="jaxpu-batches")
+  return _POOLS[key]
+
+
 def _in_threads(make, arguments: Iterator[tuple], workers: int) -> Iterator:
   """`make(*a)` for each `a` of `arguments`, in order, computed `2 × workers` ahead by
-  `workers` threads (NumPy releases the GIL in its array loops)."""
+  `workers` threads (NumPy releases the GIL in its array loops). Closing the iterator
+  early cancels what has not started."""
   if workers <= 1:
     yield from itertools.starmap(make, arguments)
     return
-  with futures.ThreadPoolExecutor(workers, thread_name_prefix="jaxpu-batches") as pool:
-    pending = collections.deque()
+  pool, pending = _pool(workers), collections.deque()
+  try:
     for args in arguments:
       pending.append(pool.submit(make, *args))
       if len(pending) >= 2 * workers:
         yield pending.popleft().result()
     while pending:
       yield pending.popleft().result()
+  finally:
+    for future in pending:
+      future.cancel()
 
 
 def _deliver(batches: Iterator[dict], mesh, as_numpy: bool, device_prefetch: int = 2):
