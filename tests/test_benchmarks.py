@@ -159,6 +159,7 @@ def test_input_pipeline_rows():
                                  rounds=1, window_seconds=0.01, min_batches=2, train_step=True)
   assert row["pipeline_examples_per_s"] > 0 and row["train_step_examples_per_s"] > 0
   assert row["model"] == "mlp" and row["ratio"] > 0
+  assert row["prepare_s"] > 0 and row["prepare_again_s"] > 0
   skipped = input_pipeline.benchmark("voc", input_pipeline.SPECS["voc"], batch_size=4,
                                      rounds=1, window_seconds=0.01, min_batches=2,
                                      train_step=False)
