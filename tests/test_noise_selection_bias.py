@@ -295,6 +295,28 @@ def test_coupled_with_unsegment_objects_of_the_same_seed():
   assert not np.any(biased[~scar & (p_object < 0.5)])
 
 
+def test_traced_selected_is_unsegment_selected_traced_once(monkeypatch):
+  arrays = _varied(n=200)
+  runs = [(_calibrated("unsegment_faint", arrays, rate), seed)
+          for rate, seed in ((0.5, 2), (0.2, 7))]
+  plain = [_run(lambda ex: noise.unsegment_selected(ex, c, s), arrays) for c, s in runs]  # noqa: B023
+  traces = []
+  body = noise.unsegment_selected
+
+  def counted(*args):
+    traces.append(1)  # runs once per trace
+    return body(*args)
+  monkeypatch.setattr(noise, "unsegment_selected", counted)
+  for (calibration, seed), expected in zip(runs, plain):
+    fast = _run(noise.traced_selected(calibration, seed), arrays)
+    for i, example in expected.items():
+      for key, value in example.items():
+        np.testing.assert_array_equal(fast[i][key], value)
+  assert len(traces) <= 1  # both calibrations and seeds in one graph (0: traced earlier)
+  with pytest.raises(TypeError, match="takes a Calibration"):
+    noise.traced_selected(0.5, 0)
+
+
 # ----------------------------------------------------------------------------
 # The pipeline: parsing, dataset-level calibration, training split only.
 # ----------------------------------------------------------------------------

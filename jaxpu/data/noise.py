@@ -95,7 +95,8 @@ feature once (`dataset_features`, cached per data selection), solves b
 
 `traced(fn, rate, seed, ...)` is `fn` for `Dataset.map`/`filter` with its graph
 traced once per process (rate and seed become tensor arguments): the same
-values, without tracing the corruption again for every dataset.
+values, without tracing the corruption again for every dataset
+(`traced_selected(calibration, seed)` for `unsegment_selected`).
 
 `subsample(example, fraction, seed)` is a filter predicate keeping each
 training example with probability `fraction`, keyed the same way.
@@ -581,10 +582,17 @@ def object_feature(example: dict, feature: str) -> tf.Tensor:
   return tf.where(ring_size > 0, contrast, 0.0)
 
 
+# feature -> `object_feature` as a `tf.function`: traced once per process.
+_FEATURE_GRAPHS: dict = {}
+
+
 def dataset_features(ds: tf.data.Dataset, feature: str, batch_size: int = 256) -> np.ndarray:
   """float64 `[objects]`: `feature` of every object of `ds` (examples in order, objects
   in order; `object_feature`)."""
-  values = ds.map(lambda ex: object_feature(ex, feature), num_parallel_calls=tf.data.AUTOTUNE,
+  if feature not in _FEATURE_GRAPHS:
+    _FEATURE_GRAPHS[feature] = tf.function(lambda ex: object_feature(ex, feature),
+                                           autograph=False)
+  values = ds.map(_FEATURE_GRAPHS[feature], num_parallel_calls=tf.data.AUTOTUNE,
                   deterministic=True)
   values = values.padded_batch(batch_size, padding_values=np.float32(np.nan))
   parts = [v[~np.isnan(v)] for v in values.as_numpy_iterator()]
@@ -683,6 +691,26 @@ def unsegment_selected(example: dict, calibration: Calibration, seed: int) -> di
   u = _uniforms(seed, "unsegment_objects", example["id"], tf.shape(objects)[0])
   chosen = tf.cast(u, tf.float64) < selection_probabilities(example, calibration)
   return set_object_classes(example, tf.where(chosen, 0, objects))
+
+
+def traced_selected(calibration: Calibration, seed: int) -> Callable[[dict], dict]:
+  """`example -> unsegment_selected(example, calibration, seed)`, traced once per process
+  and corruption (as `traced`): the calibration's mean, std, intercept and slope are
+  float64 tensor arguments and the seed an int64 one, so another rate or training split
+  reuses the graph. The values are `unsegment_selected`'s."""
+  if not isinstance(calibration, Calibration):
+    raise TypeError(f"traced_selected takes a Calibration (noise.calibrate(name, features, "
+                    f"rate)), got {calibration!r}.")
+  key = (calibration.name, calibration.feature)
+  if key not in _TRACED:
+    def graph(example, seed, mean, std, intercept, slope):
+      numbers = dict(mean=mean, std=std, intercept=intercept, slope=slope)
+      return unsegment_selected(example, dataclasses.replace(calibration, **numbers), seed)
+    _TRACED[key] = tf.function(graph, autograph=False)
+  numbers = [tf.constant(float(v), tf.float64) for v in
+             (calibration.mean, calibration.std, calibration.intercept, calibration.slope)]
+  seed = tf.constant(int(seed), tf.int64)
+  return lambda example: _TRACED[key](example, seed, *numbers)
 
 
 def lookup_table(mapping: Mapping[int, int]) -> np.ndarray:

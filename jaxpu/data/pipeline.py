@@ -577,7 +577,7 @@ def _segmentation_corruption(corruption, noise_seed, selected, target,
     return None
   name, rate, size = corruption
   if name in noise.SELECTION_BIASES:
-    return lambda ex: noise.unsegment_selected(ex, calibration, noise_seed)
+    return noise.traced_selected(calibration, noise_seed)
   corrupt = getattr(noise, name)
   if name in noise.SEGMENTATION_ERRORS:
     return noise.traced(corrupt, rate, noise_seed, size)
