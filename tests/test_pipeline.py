@@ -176,6 +176,9 @@ def test_a_split_is_read_once_per_process_and_gives_the_same_examples(data_dir, 
   assert other.num_train_examples < first.num_train_examples
   _seg(data_dir, as_numpy=True, train_split="test", eval_split="test")  # 3 keys of 4
   assert reads == ["train", "test"]
+  pipeline.forget_read_splits()
+  _seg(data_dir, as_numpy=True)
+  assert reads == ["train", "test", "train", "test"]
 
 
 def _labels(data):

@@ -37,7 +37,8 @@ delivery).
 A process reads and decodes a split once (the last 4 splits read are kept;
 TFDS holds a small split in memory) and traces each corruption and label
 mapping once (`noise.traced`), so further datasets of the same files cost
-their selection and corruption only.
+their selection and corruption only. It assumes the files do not change
+while it runs (`forget_read_splits` if they do).
 
 Exact resume: `train_iter(k)` yields exactly the batches k, k+1, ... of
 `train_iter(0)` (the epoch order is a function of the seed and the epoch,
@@ -260,6 +261,13 @@ def _relabel(example, table):
 # reading and decoding it (and building the reading pipeline).
 _LOADED: collections.OrderedDict = collections.OrderedDict()
 _MAX_LOADED = 4
+
+
+def forget_read_splits() -> None:
+  """Drops the splits this process has read: the next dataset reads its files again.
+  Call it after changing a dataset's files in place, or between two
+  `tfds.testing.mock_data` blocks over the same data dir."""
+  _LOADED.clear()
 
 
 def _loaded(key, load: Callable[[], tf.data.Dataset]) -> tf.data.Dataset:
