@@ -645,7 +645,7 @@ def make_classification_data(
     bad = [c for c in relevant if not 1 <= c <= classes.NUM_CLASSES]
     if bad or len(set(relevant)) != len(relevant):
       raise ValueError(f"relevant must be distinct category ids 1..20, got {relevant!r}.")
-    table = noise.lookup_table({c: i + 1 for i, c in enumerate(relevant)})
+    table = tf.constant(noise.lookup_table({c: i + 1 for i, c in enumerate(relevant)}))
     class_names = ("other",) + tuple(classes.SYNTHETIC_CLASSES[c - 1] for c in relevant)
     mean, std = SYNTHETIC_MEAN, SYNTHETIC_STD
 
@@ -682,8 +682,7 @@ def make_classification_data(
   def prepare(split, train):
     ds = _loaded(files + (split, _shard()), lambda: load(split))
     if table is not None:
-      table_tensor = tf.constant(table)
-      ds = ds.map(lambda ex: _relabel(ex, table_tensor))
+      ds = ds.map(lambda ex: _relabel(ex, table))
     if train and subsample is not None:
       ds = ds.filter(noise.traced(noise.subsample, subsample, noise_seed))
     if with_true_label:
