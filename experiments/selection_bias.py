@@ -177,6 +177,7 @@ def object_table(ds: tf.data.Dataset, corrupt=None) -> dict[str, np.ndarray]:
   and either "area" (non-void pixels), "contrast" and "border" (`noise.object_feature`)
   or, with `corrupt` (an example → example map), "unsegmented" (its class became 0)."""
 
+  @tf.autograph.experimental.do_not_convert
   def describe(ex):
     out = {"valid": tf.ones([tf.shape(ex["objects"])[0]], tf.bool)}
     if corrupt is not None:
@@ -236,7 +237,8 @@ def evaluation_objects(spec) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndar
   ds = split_examples(spec, spec.eval_split or "test")
   objects = object_table(ds)
   instances, labels = [], []
-  masks = ds.map(lambda ex: {"instances": ex["instances"], "label": ex["label"]})
+  masks = ds.map(tf.autograph.experimental.do_not_convert(
+      lambda ex: {"instances": ex["instances"], "label": ex["label"]}))
   for batch in masks.batch(256).as_numpy_iterator():
     instances.append(batch["instances"])
     labels.append(np.where(batch["label"] == noise.VOID, noise.VOID,

@@ -1,6 +1,7 @@
 """Label corruptions, label mappings and fold tables (jaxpu.data.noise, classes)."""
 
 import json
+import linecache
 import os
 import subprocess
 import sys
@@ -302,6 +303,30 @@ def test_traced_corruption_is_the_plain_one(fn, args, options):
     for key, value in example.items():
       np.testing.assert_array_equal(fast[i][key], value)
       assert fast[i][key].dtype == value.dtype
+
+
+def test_autograph_leaves_the_example_functions_as_written(monkeypatch):
+  """In a user's `ds.map(lambda ...)` AutoGraph converts the lambda only: with the source
+  of `jaxpu.data.noise` unreadable (AutoGraph reads a function's source to convert it)
+  and AutoGraph strict (a failed conversion raises), the corruptions and the fold filter
+  still map, with the same values."""
+  arrays = _example_arrays(60)
+  corrupt = lambda ex: noise.coarse_outlines(  # noqa: E731
+      noise.mislabel_objects(noise.boundary_noise(ex, 0.5, 1), 0.5, 2), 0.5, 3, 2)
+  expected = _run(corrupt, arrays)
+  readable = linecache.getlines
+  hidden = os.path.realpath(noise.__file__)
+  monkeypatch.setattr(linecache, "getlines", lambda filename, *args: (
+      [] if os.path.realpath(filename) == hidden else readable(filename, *args)))
+  monkeypatch.setenv("AUTOGRAPH_STRICT_CONVERSION", "1")
+  got = _run(lambda ex: corrupt(ex), arrays)
+  assert got.keys() == expected.keys()
+  for i, example in expected.items():
+    for key, value in example.items():
+      np.testing.assert_array_equal(got[i][key], value)
+  keep = noise.fold_filter("pretrain", 1)
+  ds = _dataset(arrays).filter(lambda ex: keep(ex))
+  assert 0 < len(list(ds.as_numpy_iterator())) < 60
 
 
 def test_traced_graph_is_reused_for_another_rate_seed_and_dataset():

@@ -1,7 +1,13 @@
-"""TensorFlow for the data layer: CPU only, it must never take a GPU.
+"""TensorFlow for the data layer: CPU only, it must never take a GPU; no AutoGraph.
 
 Every module of `jaxpu.data` that uses TensorFlow imports `tf` from here, so
 the GPUs are hidden from TensorFlow before it initialises its devices.
+
+jaxpu's `Dataset.map` / `filter` functions (the corruptions and selections of
+`jaxpu.data.noise`, the loaders' and the pipeline's) use no Python control
+flow on tensors, so they are marked `do_not_convert`: AutoGraph, which
+`Dataset.map` applies by default, leaves them as written instead of reading
+and rewriting each one's source once per process.
 """
 
 import tensorflow as tf
@@ -11,4 +17,6 @@ try:
 except RuntimeError:  # devices already initialised by someone else's TF code
   pass
 
-__all__ = ["tf"]
+do_not_convert = tf.autograph.experimental.do_not_convert
+
+__all__ = ["do_not_convert", "tf"]

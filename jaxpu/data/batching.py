@@ -200,7 +200,7 @@ _MAX_WORKERS = 8  # threads that gather and preprocess batches (at most the CPU 
 _EPOCHS_PER_CALL = 16  # epoch orders computed per TensorFlow call (moons: an epoch a step)
 
 
-@tf.function(reduce_retracing=True)
+@tf.function(reduce_retracing=True, autograph=False)
 def _epoch_orders(seed, first_epoch, n, size):
   """(positions [16, size], flips [16, size]) of the epochs `first_epoch`, ...,
   `first_epoch + 15`: the first `size` positions of a shuffle of range(n), and

@@ -15,7 +15,7 @@ Examples: `id` (int64: a fingerprint of "cifar10/<tfds id>" or
 
 from __future__ import annotations
 
-from jaxpu.data._tf import tf  # hides the GPUs from TensorFlow before any TF work
+from jaxpu.data._tf import do_not_convert, tf  # hides the GPUs from TensorFlow before any TF work
 import tensorflow_datasets as tfds
 
 CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse",
@@ -51,6 +51,7 @@ def classification_examples(split: str, *, data_dir: str | None = None,
   for name, relevant in (("cifar10", True), ("cifar100", False)):
     ds = _read(name, synthetic.host_split(split, shard), data_dir, download)
 
+    @do_not_convert
     def unify(ex, name=name, relevant=relevant):
       label = tf.cast(ex["label"], tf.int32) + 1 if relevant else tf.constant(0, tf.int32)
       key = tf.strings.to_hash_bucket_fast(tf.strings.join([name, "/", ex["id"]]), 2 ** 62)

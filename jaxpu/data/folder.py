@@ -874,7 +874,4 @@ def segmentation_examples(split: str, *, directory, data_dir: str | None = None,
     raise ValueError(f"The segmentation folder {info.directory} has no split {split!r}; "
                      f"splits: {list(info.splits)}.")
   ds = builder.as_dataset(split=synthetic.host_split(split, shard), shuffle_files=False)
-  return ds.map(lambda ex: {
-      "id": ex["id"], "image": ex["image"], "label": ex["class_mask"][..., 0],
-      "instances": ex["instance_mask"][..., 0],
-      "objects": tf.cast(ex["object_classes"], tf.int32)}, num_parallel_calls=tf.data.AUTOTUNE)
+  return ds.map(synthetic.segmentation_example, num_parallel_calls=tf.data.AUTOTUNE)

@@ -96,7 +96,11 @@ feature once (`dataset_features`, cached per data selection), solves b
 `traced(fn, rate, seed, ...)` is `fn` for `Dataset.map`/`filter` with its graph
 traced once per process (rate and seed become tensor arguments): the same
 values, without tracing the corruption again for every dataset
-(`traced_selected(calibration, seed)` for `unsegment_selected`).
+(`traced_selected(calibration, seed)` for `unsegment_selected`). Every
+function on examples and masks is plain TensorFlow (no Python control flow on
+tensors) and marked `tf.autograph.experimental.do_not_convert`: in your own
+`ds.map(lambda ex: noise.unsegment_objects(ex, 0.5, seed))` AutoGraph
+converts the lambda only.
 
 `subsample(example, fraction, seed)` is a filter predicate keeping each
 training example with probability `fraction`, keyed the same way.
@@ -127,7 +131,7 @@ from typing import Any, Callable, Mapping
 import numpy as np
 
 from jaxpu.data import classes
-from jaxpu.data._tf import tf
+from jaxpu.data._tf import do_not_convert, tf
 
 VOID = classes.VOID
 MAX_OBJECTS = 256
@@ -138,6 +142,7 @@ def _salt(name: str) -> int:
   return zlib.crc32(name.encode())
 
 
+@do_not_convert
 def example_key(seed, name: str, example_id) -> tf.Tensor:
   """The stateless RNG key of example `example_id` for corruption `name` (`seed`: an int
   or an int64 scalar tensor)."""
@@ -195,9 +200,10 @@ def traced(fn: Callable, rate, seed: int, *args, **options) -> Callable[[dict], 
   if key not in _TRACED:
     _TRACED[key] = tf.function(lambda ex, r, s: fn(ex, r, s, *args, **options), autograph=False)
   graph = _TRACED[key]
-  return lambda example: graph(example, rate, seed)
+  return do_not_convert(lambda example: graph(example, rate, seed))
 
 
+@do_not_convert
 def set_object_classes(example: dict, new_classes: tf.Tensor) -> dict:
   """Gives every pixel of object k the class `new_classes[k-1]`; void stays void."""
   label = example["label"]
@@ -212,6 +218,7 @@ def set_object_classes(example: dict, new_classes: tf.Tensor) -> dict:
   return {**example, "label": tf.cast(new, label.dtype), "objects": new_classes}
 
 
+@do_not_convert
 def pu_labels(example: dict, labeled_fraction: float, seed: int, relevant=None) -> dict:
   """Positive-unlabeled labels (§5.1): a relevant example keeps its label with
   probability `labeled_fraction`; otherwise it joins the unlabeled set as class 0.
@@ -232,6 +239,7 @@ def pu_labels(example: dict, labeled_fraction: float, seed: int, relevant=None) 
   return {**example, "label": tf.cast(tf.where(unlabeled, 0, old), label.dtype)}
 
 
+@do_not_convert
 def subsample(example: dict, fraction: float, seed: int) -> tf.Tensor:
   """A `ds.filter` predicate keeping each example w.p. `fraction` (Table 1's
   "50%(R+N)": a random half of every class, labels left clean)."""
@@ -243,6 +251,7 @@ def subsample(example: dict, fraction: float, seed: int) -> tf.Tensor:
   return _uniforms(seed, "subsample", example["id"]) < fraction
 
 
+@do_not_convert
 def unsegment_objects(example: dict, rate: float, seed: int) -> dict:
   """Inexhaustive segmentation (§5.2): each object becomes background w.p. `rate`."""
   rate = _check_rate(rate)
@@ -252,6 +261,7 @@ def unsegment_objects(example: dict, rate: float, seed: int) -> dict:
   return set_object_classes(example, tf.where(u < rate, 0, objects))
 
 
+@do_not_convert
 def mislabel_objects(example: dict, rate: float, seed: int,
                      candidates=tuple(range(1, classes.NUM_CLASSES + 1))) -> dict:
   """Objects mislabelling (Table 3): each object of a `candidates` class, w.p.
@@ -279,6 +289,7 @@ def mislabel_objects(example: dict, rate: float, seed: int,
   return set_object_classes(example, tf.where(known & (u_flip < rate), drawn, objects))
 
 
+@do_not_convert
 def false_positive_objects(example: dict, rate: float, seed: int,
                            target: int = classes.TARGET_CLASS, candidates=None) -> dict:
   """False positive segmentations (Table 5): each object of another class is
@@ -338,6 +349,7 @@ def check_size(name: str, size=None):
   return int(size)
 
 
+@do_not_convert
 def object_masks(example: dict) -> tf.Tensor:
   """bool `[n, H, W]`: the non-void pixels of object k at index k-1."""
   instances = tf.cast(example["instances"], tf.int32)
@@ -360,6 +372,7 @@ def _steps(masks, radius, max_radius, step):
   return masks
 
 
+@do_not_convert
 def dilate(masks: tf.Tensor, radius, max_radius: int, void: tf.Tensor | None = None) -> tf.Tensor:
   """Dilates mask i by a (2r+1)×(2r+1) square, r = `radius[i]` (≤ `max_radius`).
 
@@ -377,6 +390,7 @@ def dilate(masks: tf.Tensor, radius, max_radius: int, void: tf.Tensor | None = N
   return tf.where((tf.convert_to_tensor(radius, tf.int32) > 0)[:, None, None], grown, masks)
 
 
+@do_not_convert
 def erode(masks: tf.Tensor, radius, max_radius: int) -> tf.Tensor:
   """Erodes mask i by a (2r+1)×(2r+1) square, r = `radius[i]` (≤ `max_radius`).
 
@@ -386,6 +400,7 @@ def erode(masks: tf.Tensor, radius, max_radius: int) -> tf.Tensor:
   return ~_steps(~tf.convert_to_tensor(masks, tf.bool), radius, max_radius, _grow)
 
 
+@do_not_convert
 def bounding_boxes(masks: tf.Tensor) -> tf.Tensor:
   """The filled bounding box of each mask (empty masks stay empty)."""
   masks = tf.convert_to_tensor(masks, tf.bool)
@@ -398,6 +413,7 @@ def bounding_boxes(masks: tf.Tensor) -> tf.Tensor:
   return rows[:, :, None] & cols[:, None, :]
 
 
+@do_not_convert
 def coarsen(masks: tf.Tensor, factor: int) -> tf.Tensor:
   """Each mask at 1/`factor` resolution, then up-sampled nearest: a
   `factor`×`factor` block (grid from the top left) is in the mask iff at least
@@ -415,6 +431,7 @@ def coarsen(masks: tf.Tensor, factor: int) -> tf.Tensor:
   return up[:, :h, :w]
 
 
+@do_not_convert
 def half_plane_cuts(masks: tf.Tensor, angles: tf.Tensor) -> tf.Tensor:
   """Each mask without its pixels strictly beyond the line through its centroid
   perpendicular to direction `angles[i]` (radians; 0 = +column, π/2 = +row)."""
@@ -431,6 +448,7 @@ def half_plane_cuts(masks: tf.Tensor, angles: tf.Tensor) -> tf.Tensor:
   return masks & ~(beyond > 1e-4)
 
 
+@do_not_convert
 def set_object_masks(example: dict, old: tf.Tensor, new: tf.Tensor) -> dict:
   """Object k's pixels become `new[k-1]` (in `"label"` and `"instances"`).
 
@@ -463,6 +481,7 @@ def _error_draws(example, seed, name, count):
           for suffix in (name, f"{name}/size", f"{name}/kind")]
 
 
+@do_not_convert
 def boundary_noise(example: dict, rate: float, seed: int, k: int = 2) -> dict:
   """Imprecise boundaries: each object, w.p. `rate`, is eroded or dilated
   (1/2 each) by a uniformly random 1..`k` pixels (a square structuring
@@ -480,6 +499,7 @@ def boundary_noise(example: dict, rate: float, seed: int, k: int = 2) -> dict:
   return set_object_masks(example, masks, new)
 
 
+@do_not_convert
 def over_segment(example: dict, rate: float, seed: int, k: int = 2) -> dict:
   """Over-segmentation: each object, w.p. `rate`, gains the `k`-pixel band of
   background around it (and around its void band; `dilate`)."""
@@ -492,6 +512,7 @@ def over_segment(example: dict, rate: float, seed: int, k: int = 2) -> dict:
   return set_object_masks(example, masks, new)
 
 
+@do_not_convert
 def under_segment(example: dict, rate: float, seed: int, size=None) -> dict:
   """Under-segmentation: each object, w.p. `rate`, loses the part beyond a
   line through its centroid at a uniformly random angle (about half of it;
@@ -505,6 +526,7 @@ def under_segment(example: dict, rate: float, seed: int, size=None) -> dict:
   return set_object_masks(example, masks, new)
 
 
+@do_not_convert
 def coarse_outlines(example: dict, rate: float, seed: int, size="box") -> dict:
   """Coarse outlines: each object, w.p. `rate`, is replaced by its bounding box
   (`size="box"`, `bounding_boxes`) or by its mask at 1/`size` resolution
@@ -545,6 +567,7 @@ def _masked_mean(values, masks):
   return tf.math.divide_no_nan(tf.reduce_sum(weight * values[None], axis=[1, 2]), count), count
 
 
+@do_not_convert
 def object_feature(example: dict, feature: str) -> tf.Tensor:
   """float32 `[n]`: `feature` of each object of `example` (module docstring).
 
@@ -673,6 +696,7 @@ def calibrate(name: str, features, rate: float) -> Calibration:
   return Calibration(name, rate, feature, slope, mean, std, intercept, int(x.size))
 
 
+@do_not_convert
 def selection_probabilities(example: dict, calibration: Calibration) -> tf.Tensor:
   """float64 `[n]`: each object's probability P_i of being unsegmented."""
   x = tf.cast(object_feature(example, calibration.feature), tf.float64)
@@ -680,6 +704,7 @@ def selection_probabilities(example: dict, calibration: Calibration) -> tf.Tenso
   return _sigmoid(calibration.intercept + calibration.slope * z)
 
 
+@do_not_convert
 def unsegment_selected(example: dict, calibration: Calibration, seed: int) -> dict:
   """Selection-biased unsegmentation: object i becomes background iff u_i < P_i
   (`selection_probabilities`; u_i is `unsegment_objects`' draw of the same seed)."""
@@ -710,7 +735,7 @@ def traced_selected(calibration: Calibration, seed: int) -> Callable[[dict], dic
   numbers = [tf.constant(float(v), tf.float64) for v in
              (calibration.mean, calibration.std, calibration.intercept, calibration.slope)]
   seed = tf.constant(int(seed), tf.int64)
-  return lambda example: _TRACED[key](example, seed, *numbers)
+  return do_not_convert(lambda example: _TRACED[key](example, seed, *numbers))
 
 
 def lookup_table(mapping: Mapping[int, int]) -> np.ndarray:
@@ -725,6 +750,7 @@ def lookup_table(mapping: Mapping[int, int]) -> np.ndarray:
   return table
 
 
+@do_not_convert
 def relabel(example: dict, mapping, keys=("label", "true_label", "objects")) -> dict:
   """Maps class ids through `mapping` (a dict, or a `lookup_table` as an array or an int32
   tensor) in `keys`."""
@@ -740,11 +766,13 @@ def relabel(example: dict, mapping, keys=("label", "true_label", "objects")) -> 
   return out
 
 
+@do_not_convert
 def binarize(example: dict) -> dict:
   """Every object class → 1 (foreground); background and void unchanged."""
   return relabel(example, {c: 1 for c in range(1, VOID)})
 
 
+@do_not_convert
 def categorize(example: dict, grouping: Mapping[int, int]) -> dict:
   """Classes → their group (`classes.supercategory_grouping` for the meaningful
   person/animal/vehicle/indoor, `classes.random_grouping(ids, k, seed)` for a
@@ -774,14 +802,15 @@ def fold_filter(phase: str, fold: int, handling: str = "exclude"):
     raise ValueError(f"handling must be 'exclude' or 'background', got {handling!r}.")
   held_out = tf.constant(classes.fold_classes(fold), tf.int32)
 
+  @do_not_convert
   def has_fold_object(example):
     objects = tf.cast(example["objects"], tf.int32)
     return tf.reduce_any(tf.equal(objects[:, None], held_out[None, :]))
 
   if phase == "pretrain":
     if handling == "background":
-      return lambda example: tf.constant(True)
-    return lambda example: tf.logical_not(has_fold_object(example))
+      return do_not_convert(lambda example: tf.constant(True))
+    return do_not_convert(lambda example: tf.logical_not(has_fold_object(example)))
   if phase == "finetune":
     return has_fold_object
   raise ValueError(f"phase must be 'pretrain' or 'finetune', got {phase!r}.")

@@ -88,7 +88,7 @@ import jax
 import numpy as np
 
 from jaxpu import parallel
-from jaxpu.data._tf import tf  # hides the GPUs from TensorFlow before any TF work
+from jaxpu.data._tf import do_not_convert, tf  # hides the GPUs from TensorFlow before any TF work
 from jaxpu.data import classes
 from jaxpu.data import noise
 from jaxpu.data import synthetic
@@ -204,6 +204,7 @@ def task_mapping(task: str, selected: Sequence[int], names: Sequence[str], *,
 # ----------------------------------------------------------------------------
 
 
+@do_not_convert
 def resize_and_pad(example: dict, factor: int, size: int, fill) -> dict:
   """Down-samples by `factor` (image: area, masks: nearest) and pads/crops to
   `size`×`size` at the bottom/right: image with the `fill` colour, class mask
@@ -233,8 +234,14 @@ def resize_and_pad(example: dict, factor: int, size: int, fill) -> dict:
   return out
 
 
+@do_not_convert
 def _is_single_object(example):
   return tf.equal(tf.reduce_sum(tf.cast(example["objects"] > 0, tf.int32)), 1)
+
+
+@do_not_convert
+def _with_true_label(example):
+  return {**example, "true_label": example["label"]}
 
 
 def _keep(example, keys):
@@ -501,7 +508,7 @@ def make_segmentation_data(spec: SegmentationSpec, *, mesh=None, as_numpy: bool 
     shard = shard or _shard()
     ds = _loaded(files + (split, shard), lambda: load(split, shard))
     if image_size:
-      ds = ds.map(lambda ex: resize_and_pad(ex, downsample, image_size, fill),
+      ds = ds.map(do_not_convert(lambda ex: resize_and_pad(ex, downsample, image_size, fill)),
                   num_parallel_calls=tf.data.AUTOTUNE)
     if single_object:
       ds = ds.filter(_is_single_object)
@@ -521,11 +528,11 @@ def make_segmentation_data(spec: SegmentationSpec, *, mesh=None, as_numpy: bool 
   def prepare(split, train):
     ds = select(split, train)
     if spec.with_true_label:
-      ds = ds.map(lambda ex: {**ex, "true_label": ex["label"]})
+      ds = ds.map(_with_true_label)
     if (train or spec.corrupt_eval) and corrupt is not None:
       ds = ds.map(corrupt, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-    ds = ds.map(lambda ex: _relabel_and_keep(ex, table), num_parallel_calls=tf.data.AUTOTUNE,
-                deterministic=True)
+    ds = ds.map(do_not_convert(lambda ex: _relabel_and_keep(ex, table)),
+                num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     return _materialise(ds)
 
   return Data(name=name, task=task, kind="segmentation", class_names=class_names,
@@ -682,15 +689,15 @@ def make_classification_data(
   def prepare(split, train):
     ds = _loaded(files + (split, _shard()), lambda: load(split))
     if table is not None:
-      ds = ds.map(lambda ex: _relabel(ex, table))
+      ds = ds.map(do_not_convert(lambda ex: _relabel(ex, table)))
     if train and subsample is not None:
       ds = ds.filter(noise.traced(noise.subsample, subsample, noise_seed))
     if with_true_label:
-      ds = ds.map(lambda ex: {**ex, "true_label": ex["label"]})
+      ds = ds.map(_with_true_label)
     if (train or corrupt_eval) and corruption is not None:
       ds = ds.map(noise.traced(noise.pu_labels, corruption[1], noise_seed),
                   num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-    return _materialise(ds.map(lambda ex: _keep(ex, ("id", "image", "label", "true_label"))))
+    return _materialise(ds.map(do_not_convert(lambda ex: _keep(ex, _KEPT))))
 
   return Data(name=name, task="classification", kind=kind, class_names=class_names,
               train=prepare(train_split, True), evaluation=prepare(eval_split, False),

@@ -44,7 +44,7 @@ import PIL.Image
 import tensorflow_datasets as tfds
 
 from jaxpu import fileio
-from jaxpu.data._tf import tf  # hides the GPUs from TensorFlow before any TF work
+from jaxpu.data._tf import do_not_convert, tf  # hides the GPUs from TensorFlow before any TF work
 from jaxpu.data import classes
 from jaxpu.data import synthetic_draw
 
@@ -246,10 +246,16 @@ def segmentation_examples(split: str, *, config: str | SyntheticConfig = "single
   builder = load(config, data_dir)
   _check_split(builder, split)
   ds = builder.as_dataset(split=host_split(split, shard), shuffle_files=False)
-  return ds.map(lambda ex: {
-      "id": ex["id"], "image": ex["image"], "label": ex["class_mask"][..., 0],
-      "instances": ex["instance_mask"][..., 0],
-      "objects": tf.cast(ex["object_classes"], tf.int32)}, num_parallel_calls=tf.data.AUTOTUNE)
+  return ds.map(segmentation_example, num_parallel_calls=tf.data.AUTOTUNE)
+
+
+@do_not_convert
+def segmentation_example(ex: dict) -> dict:
+  """A stored segmentation example (the features of the synthetic, folder and VOC
+  builders) as the pipeline's {id, image, label, instances, objects}."""
+  return {"id": ex["id"], "image": ex["image"], "label": ex["class_mask"][..., 0],
+          "instances": ex["instance_mask"][..., 0],
+          "objects": tf.cast(ex["object_classes"], tf.int32)}
 
 
 def classification_examples(split: str, *, config: str | SyntheticConfig = "single",
@@ -258,8 +264,8 @@ def classification_examples(split: str, *, config: str | SyntheticConfig = "sing
   builder = load(config, data_dir)
   _check_split(builder, split)
   ds = builder.as_dataset(split=host_split(split, shard), shuffle_files=False)
-  return ds.map(lambda ex: {"id": ex["id"], "image": ex["image"],
-                            "label": tf.cast(ex["label"], tf.int32)},
+  return ds.map(do_not_convert(lambda ex: {"id": ex["id"], "image": ex["image"],
+                                           "label": tf.cast(ex["label"], tf.int32)}),
                 num_parallel_calls=tf.data.AUTOTUNE)
 
 

@@ -441,7 +441,4 @@ def segmentation_examples(split: str, *, data_dir: str | None = None,
   if split.split("[")[0] not in builder.info.splits:
     raise ValueError(f"voc has no split {split!r}; splits: {sorted(builder.info.splits)}.")
   ds = builder.as_dataset(split=synthetic.host_split(split, shard), shuffle_files=False)
-  return ds.map(lambda ex: {
-      "id": ex["id"], "image": ex["image"], "label": ex["class_mask"][..., 0],
-      "instances": ex["instance_mask"][..., 0],
-      "objects": tf.cast(ex["object_classes"], tf.int32)}, num_parallel_calls=tf.data.AUTOTUNE)
+  return ds.map(synthetic.segmentation_example, num_parallel_calls=tf.data.AUTOTUNE)
