@@ -10,96 +10,35 @@ weight of rows not trained), so a fresh machine compiles them once.
 as a user runs it (so does `python -m experiments.reproduce`, whose report
 records its own command line, in tests/test_reproduce_output.py). The
 programs go through the same `experiments.cli.main` and run in-process here
-(`_main`: `runpy` runs the module as `__main__` with the command line in
-`sys.argv` from the checkout's root, as `python -m` does, an uncaught
-exception is exit status 1 with its traceback on stderr, and the program's
-flags are removed afterwards), which saves each a Python start with JAX and
-TensorFlow.
+(`_main`, `tests/programs.py`: as `python -m` from the checkout's root, the
+program's flags removed afterwards), which saves each a Python start with JAX
+and TensorFlow.
 """
 
-import contextlib
 import importlib
-import io
 import json
-import os
 import pathlib
-import runpy
-import subprocess
-import sys
-import traceback
-import warnings
 
 from absl import flags
 import pytest
 
 from experiments import reproduce
+from tests import programs
 from tests import smoke
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PROGRAMS = ("loss_curves", "noise_examples", "moons", "cifar_pu", "binary_segmentation",
             "transfer", "segmentation_errors", "saturation", "class_prior", "reproduce", "train",
             "transfer_variance")
 
 
-def _cli(name, *args, workdir, check=True):
-  result = subprocess.run(
-      [sys.executable, "-m", f"experiments.{name}",
-       f"--config=experiments/configs/{name}.py:smoke", f"--workdir={workdir}", *args],
-      cwd=REPO, capture_output=True, text=True, timeout=600)
-  if check:
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
-  return result
-
-
-@contextlib.contextmanager
-def _own_flags():
-  """Removes the flags (and their modules' entries) that the block defines."""
-  from absl import app  # pylint: disable=g-import-not-at-top
-  app.define_help_flags()  # once per process: kept
-  values = flags.FLAGS
-  names = set(values)
-  registries = (values.flags_by_module_dict(), values.flags_by_module_id_dict(),
-                values.key_flags_by_module_dict())
-  keys = [set(registry) for registry in registries]
-  try:
-    yield
-  finally:
-    for name in set(values) - names:
-      delattr(values, name)
-    for registry, before in zip(registries, keys):
-      for key in set(registry) - before:
-        del registry[key]
-
-
 def _main(name, *args, workdir, check=True):
-  """`python -m experiments.<name> --config=...:smoke --workdir=... *args`, in-process, from
-  the checkout's root (as `_cli`).
+  """`python -m experiments.<name> --config=experiments/configs/<name>.py:smoke
+  --workdir=... *args` from the checkout's root, in-process (`tests/programs.py`).
 
   Returns (exit status, stdout, stderr)."""
-  argv = [os.path.join(REPO, "experiments", f"{name}.py"),
-          f"--config=experiments/configs/{name}.py:smoke", f"--workdir={workdir}", *args]
-  out, err = io.StringIO(), io.StringIO()
-  saved_argv, saved_cwd = sys.argv, os.getcwd()
-  sys.argv = argv
-  os.chdir(REPO)
-  try:
-    with _own_flags(), contextlib.redirect_stdout(out), contextlib.redirect_stderr(err), \
-        warnings.catch_warnings():
-      warnings.simplefilter("ignore", RuntimeWarning)  # runpy: the module is imported already
-      try:
-        runpy.run_module(f"experiments.{name}", run_name="__main__", alter_sys=True)
-        code = 0
-      except SystemExit as e:  # absl's app.run ends with sys.exit
-        code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
-      except Exception:  # pylint: disable=broad-except
-        traceback.print_exc()  # as the interpreter does, to stderr, and exits with 1
-        code = 1
-  finally:
-    sys.argv = saved_argv
-    os.chdir(saved_cwd)
-  if check:
-    assert code == 0, out.getvalue()[-3000:] + err.getvalue()[-5000:]
-  return code, out.getvalue(), err.getvalue()
+  return programs.run_module(f"experiments.{name}",
+                             f"--config=experiments/configs/{name}.py:smoke",
+                             f"--workdir={workdir}", *args, check=check)
 
 
 def test_importing_an_experiment_defines_no_flag():

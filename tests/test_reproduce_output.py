@@ -4,7 +4,8 @@ Run from a checkout, a reproduce run used to replace the repository's
 committed `REPRODUCTION.md` (and its `reproduction/*.png`), because the
 report's path was relative to the current folder. The run here (the
 loss_curves section at the smoke scale: a figure, seconds) starts in a folder
-holding a stand-in for the committed report and figure.
+holding a stand-in for the committed report and figure: first in a subprocess, as
+a user starts it, then in-process.
 """
 
 import os
@@ -13,6 +14,8 @@ import subprocess
 import sys
 
 import pytest
+
+from tests import programs
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 COMMITTED = "# The committed report\n"
@@ -61,8 +64,12 @@ def test_report_goes_to_the_workdir_and_the_committed_one_is_written_only_when_a
   assert figures and all(f.startswith("reproduction/loss_curves_") for f in figures)
   assert all((workdir / f).is_file() for f in figures)
 
-  # writing the repository's copy is an explicit act (the finished section is reused)
-  out = _reproduce(checkout, workdir, "--config.output=REPRODUCTION.md")
+  # writing the repository's copy is an explicit act (the finished section is reused; this
+  # run in-process, tests/programs.py)
+  _, out, _ = programs.run_module(
+      "experiments.reproduce", f"--config={REPO}/experiments/configs/reproduce.py:smoke",
+      "--config.only=loss_curves", f"--workdir={workdir}", "--config.output=REPRODUCTION.md",
+      cwd=str(checkout))
   assert "finished earlier" in out
   text = (checkout / "REPRODUCTION.md").read_text()
   assert text != COMMITTED and "`experiments.loss_curves`" in text
