@@ -311,8 +311,7 @@ def test_autograph_leaves_the_example_functions_as_written(monkeypatch):
   and AutoGraph strict (a failed conversion raises), the corruptions and the fold filter
   still map, with the same values."""
   arrays = _example_arrays(60)
-  corrupt = lambda ex: noise.coarse_outlines(  # noqa: E731
-      noise.mislabel_objects(noise.boundary_noise(ex, 0.5, 1), 0.5, 2), 0.5, 3, 2)
+  corrupt = lambda ex: noise.mislabel_objects(noise.over_segment(ex, 0.5, 1), 0.5, 2)  # noqa: E731
   expected = _run(corrupt, arrays)
   readable = linecache.getlines
   hidden = os.path.realpath(noise.__file__)
