@@ -83,12 +83,14 @@ def test_conv_general_dilated_matches_lax(groups, strides, padding, kernel):
   def run(conv, x, w):
     return conv(x, w, strides, padding, dimension_numbers=DN, feature_group_count=groups)
 
-  expected = run(jax.lax.conv_general_dilated, x, w)
-  np.testing.assert_allclose(run(layers.conv_general_dilated, x, w), expected,
-                             rtol=1e-5, atol=1e-5)
-  loss = lambda conv: lambda x, w: jnp.sum(run(conv, x, w) ** 2)
-  want = jax.grad(loss(jax.lax.conv_general_dilated), (0, 1))(x, w)
-  got = jax.grad(loss(layers.conv_general_dilated), (0, 1))(x, w)
+  def value_and_grads(conv):  # under jit, as in a model
+    out = jax.jit(lambda x, w: run(conv, x, w))(x, w)
+    loss = lambda x, w: jnp.sum(run(conv, x, w) ** 2)  # noqa: E731
+    return out, jax.jit(jax.grad(loss, (0, 1)))(x, w)
+
+  expected, want = value_and_grads(jax.lax.conv_general_dilated)
+  value, got = value_and_grads(layers.conv_general_dilated)
+  np.testing.assert_allclose(value, expected, rtol=1e-5, atol=1e-5)
   for a, b in zip(got, want):
     np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-3)
 
