@@ -11,6 +11,7 @@ tp = M[c, c], fp = Σ_r M[r, c] - tp, fn = Σ_k M[c, k] - tp, and (App. C.2)
   F1 = 2 precision recall / (precision + recall),   IU = tp / (tp + fp + fn).
 """
 
+import functools
 from typing import Dict, Iterable, Optional
 
 import jax
@@ -58,10 +59,18 @@ def confusion_matrix(predictions: ArrayLike, labels: ArrayLike,
     if shape != labels.shape:
       raise ValueError(f"confusion_matrix: {name} and labels must have the same "
                        f"shape, got {name} {shape} and labels {labels.shape}.")
+  return _counts(predictions, labels, None if where is None else jnp.asarray(where, bool),
+                 num_classes)
+
+
+@functools.partial(jax.jit, static_argnames="num_classes")
+def _counts(predictions, labels, where, num_classes):
+  """`confusion_matrix`'s counting, one program per shape: called eagerly (per image,
+  as `jaxpu.selection` does) its dozen operations would each compile per shape."""
   valid = ((labels >= 0) & (labels < num_classes)
            & (predictions >= 0) & (predictions < num_classes))
   if where is not None:
-    valid = valid & jnp.asarray(where, dtype=bool)
+    valid = valid & where
   pair = labels.astype(jnp.int32) * num_classes + predictions.astype(jnp.int32)
   pair = jnp.where(valid, pair, num_classes * num_classes).ravel()
   counts = jnp.bincount(pair, length=num_classes * num_classes + 1)
