@@ -45,6 +45,11 @@ os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
 # reused by the next run: entries are keyed by the compiled program).
 _CACHE = os.path.join(tempfile.gettempdir(), f"jaxpu-tests-{os.getuid()}")
 os.environ["JAXPU_COMPILATION_CACHE"] = os.path.join(_CACHE, "xla")
+# JAX's own settings of that cache (`jaxpu.runtime.enable_compilation_cache`), for the
+# Python processes the tests start that do not call it (benchmarks, multihost workers).
+os.environ["JAX_COMPILATION_CACHE_DIR"] = os.environ["JAXPU_COMPILATION_CACHE"]
+os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0"
+os.environ["JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES"] = "0"
 # One id per test run: the controller sets it before it starts the xdist
 # workers, which inherit it (so its clean-up removes what they wrote).
 _RUN = os.environ.setdefault("JAXPU_TESTS_RUN", uuid.uuid4().hex)

@@ -30,10 +30,7 @@ def _run_workers(out_dir):
   # per process.
   flags = re.sub(r"--xla_force_host_platform_device_count=\S+",
                  "--xla_force_host_platform_device_count=2", os.environ.get("XLA_FLAGS", ""))
-  env = dict(os.environ, XLA_FLAGS=flags, JAX_PLATFORMS="cpu", PYTHONPATH=REPO,
-             JAX_COMPILATION_CACHE_DIR=os.environ["JAXPU_COMPILATION_CACHE"],
-             JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
-             JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="0")
+  env = dict(os.environ, XLA_FLAGS=flags, JAX_PLATFORMS="cpu", PYTHONPATH=REPO)
   port = _free_port()
   script = os.path.join(REPO, "tests", "multihost_worker.py")
   procs = [subprocess.Popen([sys.executable, script, str(i), str(port), str(out_dir)],
