@@ -245,7 +245,7 @@ NOISY_COUNTS = ("total", "predicted", "labelled", "labelled_predicted")
 
 def _noisy_inputs(function: str, pred: ArrayLike, noisy_labels: ArrayLike,
                   where: Optional[ArrayLike], pred_is_scores: bool = False):
-  """(pred, labelled, valid) as arrays of one shape; errors name `function`."""
+  """(pred, noisy_labels, where) as arrays of one shape, checked; errors name `function`."""
   pred = jnp.asarray(pred)
   labels = jnp.asarray(noisy_labels)
   if pred.shape != labels.shape:
@@ -260,14 +260,20 @@ def _noisy_inputs(function: str, pred: ArrayLike, noisy_labels: ArrayLike,
     raise TypeError(f"{function}: pred must be a boolean or integer foreground mask (nonzero = "
                     f"foreground), got dtype {pred.dtype}; threshold the scores first, e.g. "
                     "logits > 0.")
-  valid = (labels == 0) | (labels == 1)
   if where is not None:
     where = jnp.asarray(where)
     if where.shape != labels.shape:
       raise ValueError(f"{function}: where has shape {where.shape} but noisy_labels has shape "
                        f"{labels.shape}; they must be equal.")
+  return pred, labels, where
+
+
+def _noisy_masks(labels: Array, where: Optional[Array]) -> tuple[Array, Array]:
+  """(labelled, valid): label 1, and label 0 or 1 where `where` holds."""
+  valid = (labels == 0) | (labels == 1)
+  if where is not None:
     valid = valid & where.astype(bool)
-  return pred, valid & (labels == 1), valid
+  return valid & (labels == 1), valid
 
 
 def noisy_counts(pred: ArrayLike, noisy_labels: ArrayLike,
@@ -293,7 +299,8 @@ def noisy_counts(pred: ArrayLike, noisy_labels: ArrayLike,
     ValueError: shapes differ (the message names both).
     TypeError: float predictions or labels.
   """
-  pred, labelled, valid = _noisy_inputs("noisy_counts", pred, noisy_labels, where)
+  pred, labels, where = _noisy_inputs("noisy_counts", pred, noisy_labels, where)
+  labelled, valid = _noisy_masks(labels, where)
   predicted = valid & (pred != 0)
   return jnp.stack([jnp.sum(valid, dtype=jnp.int32), jnp.sum(predicted, dtype=jnp.int32),
                     jnp.sum(labelled, dtype=jnp.int32),
@@ -504,8 +511,15 @@ def pu_auc(scores: ArrayLike, noisy_labels: ArrayLike,
     NaN when there is no labelled or no unlabelled valid pixel. Jit-able
     (sorts all elements: O(N log N)).
   """
-  scores, labelled, valid = _noisy_inputs("pu_auc", scores, noisy_labels, where,
-                                          pred_is_scores=True)
+  return _mann_whitney(*_noisy_inputs("pu_auc", scores, noisy_labels, where,
+                                      pred_is_scores=True))
+
+
+@jax.jit
+def _mann_whitney(scores, noisy_labels, where):
+  """`pu_auc`'s statistic, one program per shape: `jaxpu.selection` calls it eagerly on each
+  evaluation set, whose dozen operations would each compile per size."""
+  labelled, valid = _noisy_masks(noisy_labels, where)
   dtype = scores.dtype if jnp.issubdtype(scores.dtype, jnp.floating) else jnp.float32
   scores = scores.astype(dtype).ravel()
   labelled, unlabelled = labelled.ravel(), (valid & ~labelled).ravel()
