@@ -13,6 +13,10 @@ one section of `experiments.reproduce` at the smoke scale, run by
 `reproduce.run` with `--config.only=<name>`: its folder, what it printed, the
 cells the experiment's `run` returned, and its sub-config.
 
+`data_layer_process()` is another shared build: what a fresh Python process
+does with the data layer (the modules it loads, a corruption's result), one
+TensorFlow import for the two tests that need a fresh interpreter.
+
 A shared folder is read-only for the tests: the process that built it keeps
 the experiment's workdir lock (`experiments.common.claim_workdir`) until it
 exits, so a test that runs an experiment again in it works on a copy
@@ -223,3 +227,47 @@ def main_experiment() -> CommandLineRun:
   with open(os.path.join(path, "result.json")) as f:
     result = json.load(f)
   return CommandLineRun(args, os.path.join(path, "transfer"), **result)
+
+
+# ----------------------------------------------------------------------------
+# The data layer in a fresh interpreter.
+# ----------------------------------------------------------------------------
+
+# The corruption the fresh interpreter applies (tests/test_noise.py compares it with its own).
+MISLABEL_RATE, MISLABEL_SEED = 0.5, 5
+
+_DATA_LAYER = f"""
+import json, sys
+sys.path.insert(0, {REPO!r})
+import jaxpu.data.pipeline
+data = jaxpu.data.pipeline.make_classification_data("moons", batch_size=8)
+next(data.train_iter()), next(data.eval_iter())
+loaded = sorted(sys.modules)
+from jaxpu.data import noise
+from tests import test_noise
+out = test_noise._run(lambda ex: noise.mislabel_objects(ex, {MISLABEL_RATE}, seed={MISLABEL_SEED}))
+mislabelled = {{str(i): v["objects"].tolist() for i, v in out.items()}}
+print(json.dumps({{"loaded": loaded, "mislabelled": mislabelled}}))
+"""
+
+
+def data_layer_process() -> dict[str, Any]:
+  """What a fresh Python process does with the data layer, run once per test run.
+
+  One interpreter (one TensorFlow import) serves two checks: `loaded`, the
+  modules loaded by importing `jaxpu.data.pipeline` and delivering a batch of
+  each split (tests/test_imports.py); `mislabelled`, `{id: objects}` after
+  `noise.mislabel_objects(MISLABEL_RATE, seed=MISLABEL_SEED)` on test_noise's
+  examples, done after that list was taken (tests/test_noise.py).
+  """
+  def build(path):
+    os.makedirs(path)
+    result = subprocess.run([sys.executable, "-c", _DATA_LAYER], cwd=REPO,
+                            capture_output=True, text=True, timeout=300)
+    if result.returncode:
+      raise RuntimeError(f"The fresh data-layer process failed:\n{result.stderr[-3000:]}")
+    with open(os.path.join(path, "result.json"), "w") as f:
+      f.write(result.stdout.strip().splitlines()[-1])
+
+  with open(os.path.join(once("data-layer-process", build), "result.json")) as f:
+    return json.load(f)

@@ -10,17 +10,15 @@ import sys
 
 import pytest
 
+from tests import smoke
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def _loaded_after(imports: str, roots: tuple[str, ...]) -> list[str]:
-  """Modules under `roots` (top-level names or dotted prefixes) loaded by `imports`."""
-  return _loaded_after_each([(imports, roots)])[0]
-
-
 def _loaded_after_each(steps) -> list[list[str]]:
-  """`_loaded_after` of each (imports, roots) step, the steps run in order in one fresh
-  interpreter: after step k, the modules that steps 1..k loaded.
+  """For each (imports, roots) step, the modules under `roots` (top-level names or dotted
+  prefixes) loaded, the steps run in order in one fresh interpreter: after step k, the
+  modules that steps 1..k loaded.
 
   A check that finds nothing after steps 1..k proves it for step k alone (importing
   more only loads more); one that finds something may blame an earlier step, so order
@@ -65,13 +63,12 @@ def test_losses_metrics_parallel_models_train_checkpoint_import_without_tensorfl
 @pytest.mark.heavy(7)
 def test_data_pipeline_does_not_import_training():
   """Importing the pipeline, and delivering device batches (mesh, shardings), needs no
-  training module: those come from `jaxpu.parallel`."""
-  leaked = _loaded_after("import jaxpu.data.pipeline\n"
-                         "data = jaxpu.data.pipeline.make_classification_data('moons', "
-                         "batch_size=8)\n"
-                         "next(data.train_iter()), next(data.eval_iter())",
-                         ("jaxpu.train", "optax", "orbax"))
+  training module: those come from `jaxpu.parallel` (in a fresh interpreter, tests/smoke.py)."""
+  roots = ("jaxpu.train", "optax", "orbax")
+  leaked = [m for m in smoke.data_layer_process()["loaded"]
+            if any(m == r or m.startswith(r + ".") for r in roots)]
   assert not leaked, leaked
+  assert "jaxpu.data.pipeline" in smoke.data_layer_process()["loaded"]
 
 
 def test_train_package_keeps_its_names():

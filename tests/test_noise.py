@@ -1,10 +1,7 @@
 """Label corruptions, label mappings and fold tables (jaxpu.data.noise, classes)."""
 
-import json
 import linecache
 import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -12,6 +9,7 @@ import pytest
 from jaxpu.data import classes
 from jaxpu.data import noise
 from jaxpu.data._tf import tf
+from tests import smoke
 
 NUM_EXAMPLES = 1000  # x 4 objects = 4000 objects
 OBJECTS = 4
@@ -94,25 +92,11 @@ def test_corruption_identical_across_shuffled_epochs_and_different_for_another_s
   assert 0.4 < same.mean() < 0.6
 
 
-_SUBPROCESS = """
-import json, sys
-import numpy as np
-sys.path.insert(0, {root!r})
-from tests import test_noise as t
-from jaxpu.data import noise
-out = t._run(lambda ex: noise.mislabel_objects(ex, 0.5, seed=5))
-print(json.dumps({{str(i): v["objects"].tolist() for i, v in out.items()}}))
-"""
-
-
 def test_corruption_identical_in_another_process():
-  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-  env = dict(os.environ, CUDA_VISIBLE_DEVICES="", TF_CPP_MIN_LOG_LEVEL="3")
-  result = subprocess.run([sys.executable, "-c", _SUBPROCESS.format(root=root)],
-                          capture_output=True, text=True, env=env, cwd=root, timeout=300)
-  assert result.returncode == 0, result.stderr[-2000:]
-  theirs = json.loads(result.stdout.strip().splitlines()[-1])
-  ours = _run(lambda ex: noise.mislabel_objects(ex, 0.5, seed=5))
+  """The same corruption in a fresh Python process (tests/smoke.py) gives the same labels."""
+  theirs = smoke.data_layer_process()["mislabelled"]
+  ours = _run(lambda ex: noise.mislabel_objects(ex, smoke.MISLABEL_RATE,
+                                                seed=smoke.MISLABEL_SEED))
   assert {str(i): v["objects"].tolist() for i, v in ours.items()} == theirs
 
 
