@@ -98,13 +98,15 @@ def get_config(arg=None):
   config.pretrain_multiclass.checkpoint_every = config_dict.placeholder(int)
   common.segmentation_data(config, **(dict(num_train_per_class=4, num_test_per_class=2)
                                       if scale == "smoke" else {}))
-  if scale == "smoke":  # binary_segmentation's smoke recipe: the same compiled steps
+  if scale == "smoke":
+    # binary_segmentation's smoke recipe (the same compiled steps), one checkpoint per run:
+    # the tables need 25 runs.
     config.model = "fcn_small"
     config.model_options = common.fcn_options(width=0.25)
     config.pretrain = common.training(learning_rate=2e-3, schedule="cosine", steps=4,
-                                      batch_size=8, checkpoint_every=2)
+                                      batch_size=8, checkpoint_every=4)
     config.finetune = common.training(learning_rate=2e-3, schedule="cosine", steps=4,
-                                      batch_size=8, checkpoint_every=2)
+                                      batch_size=8, checkpoint_every=4)
   elif scale == "cpu":
     # The compact FCN on the embedded data, Adam with cosine decay. Protocol
     # chosen by measurement (README, "Choosing the embedded transfer
